@@ -1,0 +1,1 @@
+"""LaSeR: reinforcement learning with last-token self-rewarding."""

@@ -1,0 +1,35 @@
+"""Pure-math core of LaSeR: advantages, losses, self-reward score and metrics (torch only)."""
+
+from laser.algo.advantages import group_advantages, self_reward_advantages
+from laser.algo.kl import kl_estimate, kl_penalty
+from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
+from laser.algo.objective import laser_objective
+from laser.algo.policy_loss import clipped_policy_loss
+from laser.algo.schedule import self_reward_phase
+from laser.algo.self_reward import (
+    auroc,
+    check_c_ref,
+    self_reward_mse,
+    self_reward_score,
+    self_verify_metrics,
+)
+from laser.algo.stats import summarize
+
+__all__ = [
+    "aggregate_loss",
+    "auroc",
+    "check_c_ref",
+    "clipped_policy_loss",
+    "group_advantages",
+    "kl_estimate",
+    "kl_penalty",
+    "laser_objective",
+    "masked_mean",
+    "masked_sum",
+    "self_reward_advantages",
+    "self_reward_mse",
+    "self_reward_phase",
+    "self_reward_score",
+    "self_verify_metrics",
+    "summarize",
+]

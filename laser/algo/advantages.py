@@ -1,0 +1,97 @@
+"""Group-relative advantages: GRPO's verifier advantage (E1) and LaSeR's mixed advantage (E6)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+
+def _check_groups(n: int, group_size: int) -> None:
+    """Raise ValueError unless ``n`` responses split into whole groups of ``group_size >= 2``."""
+    if group_size < 2:
+        raise ValueError(f"group_size must be >= 2 for group statistics, got {group_size}")
+    if n % group_size != 0:
+        raise ValueError(f"batch of {n} responses is not a multiple of group_size={group_size}")
+
+
+def group_advantages(
+    rewards: Tensor,
+    group_size: int,
+    scale: Literal["group_std", "none"] = "group_std",
+    eps: float = 1e-6,
+) -> Tensor:
+    """GRPO advantage (E1): A_v = (r - mean(group)) / (std(group) + eps).
+
+    Args:
+        rewards: (N,) verifier rewards, N = B * group_size; each consecutive block of
+            ``group_size`` rows holds one prompt's responses.
+        group_size: Responses per prompt (K in the paper), at least 2.
+        scale: ``"group_std"`` divides by the unbiased group std + ``eps``; ``"none"`` only
+            centres (Dr. GRPO style).
+        eps: Added to the std so zero-variance groups give advantage 0.
+
+    Returns:
+        (N,) float advantages, detached from any graph.
+
+    Raises:
+        ValueError: If N is not a multiple of ``group_size``, ``group_size < 2``, or ``scale``
+            is unknown.
+    """
+    _check_groups(rewards.shape[0], group_size)
+    grouped = rewards.detach().float().view(-1, group_size)  # (B, K)
+    centred = grouped - grouped.mean(dim=-1, keepdim=True)  # (B, K)
+    match scale:
+        case "group_std":
+            adv = centred / (grouped.std(dim=-1, keepdim=True) + eps)  # (B, K)
+        case "none":
+            adv = centred
+        case _:
+            raise ValueError(f"unknown advantage scale {scale!r}")
+    return adv.reshape(-1)  # (N,)
+
+
+def self_reward_advantages(
+    scores: Tensor,
+    verifier_adv: Tensor,
+    finished: Tensor,
+    group_size: int,
+    tau: float,
+    filter_threshold: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """LaSeR's mixed advantage with std filtering (E6): (1 - tau) * A_v + tau * A_s.
+
+    The scores are clipped to [0, 1] without gradient and truncated responses count as 0
+    (official code). A_s = (s - mean) / std with the unbiased group std and no eps, used only in
+    groups whose std exceeds ``filter_threshold``; other groups use A_s = A_v (equivalent to
+    tau = 0 there).
+
+    Args:
+        scores: (N,) raw self-reward scores r_s (E3), N = B * group_size, grouped in consecutive
+            blocks like ``verifier_adv``.
+        verifier_adv: (N,) verifier advantages A_v from :func:`group_advantages`.
+        finished: (N,) bool, true where the response ended with EOS.
+        group_size: Responses per prompt, at least 2.
+        tau: Mixing weight in [0, 1]; 0 returns exactly ``verifier_adv``.
+        filter_threshold: T_f; groups with score std <= T_f are filtered (no mixing).
+
+    Returns:
+        ``(adv, stats)``: (N,) mixed advantages (detached) and
+        ``{"self_reward/filtered_frac": share of groups filtered}``.
+
+    Raises:
+        ValueError: If N is not a multiple of ``group_size`` or ``group_size < 2``.
+    """
+    _check_groups(scores.shape[0], group_size)
+    v_adv = verifier_adv.detach()  # (N,)
+    clipped = scores.detach().float().clamp(0.0, 1.0)  # (N,)
+    s = torch.where(finished.bool(), clipped, torch.zeros_like(clipped)).view(-1, group_size)
+    std = s.std(dim=-1, keepdim=True)  # (B, 1) unbiased, no eps
+    keep = std > filter_threshold  # (B, 1) groups that mix
+    safe_std = torch.where(keep, std, torch.ones_like(std))  # (B, 1) avoids 0/0 in dropped groups
+    a_s = (s - s.mean(dim=-1, keepdim=True)) / safe_std  # (B, K)
+    a_s = torch.where(keep, a_s.to(v_adv.dtype), v_adv.view(-1, group_size)).reshape(-1)  # (N,)
+    adv = (1.0 - tau) * v_adv + tau * a_s  # (N,)
+    stats = {"self_reward/filtered_frac": (~keep).float().mean()}
+    return adv, stats

@@ -1,0 +1,111 @@
+"""The full LaSeR training loss (E4/E5): L_PG + kl_beta * L_KL + alpha * l_SR."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from laser.algo.kl import KLEstimator, kl_penalty
+from laser.algo.masked import AggMode
+from laser.algo.policy_loss import clipped_policy_loss
+from laser.algo.self_reward import self_reward_mse, self_reward_score
+
+
+def _kl_term(
+    logp: Tensor,
+    ref_logp: Tensor | None,
+    mask: Tensor,
+    kl_beta: float,
+    estimator: KLEstimator,
+    agg: AggMode,
+    num_tokens: float | Tensor | None,
+    num_seqs: float | Tensor | None,
+) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """KL loss (None when not available) and its stats; grad only when kl_beta > 0."""
+    if kl_beta < 0:
+        raise ValueError(f"kl_beta must be >= 0, got kl_beta={kl_beta}")
+    if kl_beta > 0 and ref_logp is None:
+        raise ValueError(f"kl_beta={kl_beta} > 0 needs ref_logp (reference log-probs)")
+    if ref_logp is None:
+        return None, {}
+    with torch.set_grad_enabled(torch.is_grad_enabled() and kl_beta > 0):
+        return kl_penalty(logp, ref_logp, mask, estimator, agg, num_tokens, num_seqs)
+
+
+def laser_objective(
+    *,
+    logp: Tensor,
+    old_logp: Tensor,
+    mask: Tensor,
+    adv: Tensor,
+    z_logp: Tensor,
+    rewards: Tensor,
+    finished: Tensor,
+    c_ref: float | Tensor,
+    beta_v: float,
+    alpha: float,
+    balanced: bool = True,
+    ref_logp: Tensor | None = None,
+    kl_beta: float = 0.0,
+    kl_estimator: KLEstimator = "k3",
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = 3.0,
+    agg: AggMode = "token_mean",
+    num_tokens: float | Tensor | None = None,
+    num_seqs: float | Tensor | None = None,
+    num_correct: float | Tensor | None = None,
+    num_incorrect: float | Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """LaSeR loss (E4 with E5): L_PG + kl_beta * L_KL + alpha * l_SR.
+
+    The self-reward token z_c is not a response token and never enters the PG term. The MSE
+    stats are always reported (under no_grad when ``alpha == 0``, so GRPO runs log the untrained
+    score); with ``alpha == 0`` and ``kl_beta == 0`` the loss is exactly
+    :func:`clipped_policy_loss`'s (nothing is added).
+
+    Args:
+        logp: (N, T) log pi_theta of the response tokens (with grad).
+        old_logp: (N, T) log pi_old of the response tokens.
+        mask: (N, T) bool, true on response tokens.
+        adv: (N,) advantages (E1 or the mixed E6), broadcast over tokens.
+        z_logp: (N,) log pi_theta(z_c | x, y) at the EOS position, temperature 1 (with grad).
+        rewards: (N,) verifier rewards in {0, 1}.
+        finished: (N,) bool, true where the response ended with EOS.
+        c_ref: Reference log-prob of z_c, constant or (N,) (E3).
+        beta_v: Verification KL weight (E3).
+        alpha: Weight of the self-reward MSE, >= 0.
+        balanced: Class-balanced MSE weights (E5).
+        ref_logp: (N, T) log pi_ref of the response tokens; needed when ``kl_beta > 0``.
+        kl_beta: KL loss weight beta (E1), >= 0.
+        kl_estimator: ``"k1"`` or ``"k3"``.
+        clip_low: PPO lower clip range.
+        clip_high: PPO upper clip range.
+        dual_clip: Dual-clip constant (> 1) or ``None``.
+        agg: Token aggregation of the PG and KL terms.
+        num_tokens: Step-level valid-token count for micro-batching (default: local).
+        num_seqs: Step-level sequence count for micro-batching (default: local).
+        num_correct: Step-level N_c for the MSE (default: local).
+        num_incorrect: Step-level N_i for the MSE (default: local).
+
+    Returns:
+        ``(loss, stats)``: scalar loss and the stats of every term plus ``loss/total``.
+
+    Raises:
+        ValueError: If ``alpha < 0``, ``kl_beta < 0``, or ``kl_beta > 0`` without ``ref_logp``.
+    """
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got alpha={alpha}")
+    loss, stats = clipped_policy_loss(
+        logp, old_logp, adv, mask, clip_low, clip_high, dual_clip, agg, num_tokens, num_seqs
+    )
+    kl_loss, kl_stats = _kl_term(logp, ref_logp, mask, kl_beta, kl_estimator, agg, num_tokens, num_seqs)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and alpha > 0):
+        scores = self_reward_score(z_logp, c_ref, beta_v)  # (N,)
+        sr_loss, sr_stats = self_reward_mse(scores, rewards, finished, balanced, num_correct, num_incorrect)
+    if kl_beta > 0:
+        loss = loss + kl_beta * kl_loss
+    if alpha > 0:
+        loss = loss + alpha * sr_loss
+    stats = {**stats, **kl_stats, **sr_stats, "loss/total": loss.detach()}
+    return loss, stats

@@ -1,0 +1,300 @@
+"""Typed config schemas: one block per concept, validated before any model loads.
+
+Each dataclass is registered in Hydra's ConfigStore as `<group>/<name>_schema`, and the YAML files in
+`conf/` list it first in their defaults, so unknown keys and wrong types fail at composition.
+Range checks live in `__post_init__` and run when `validate` converts the config to objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+
+def _require(ok: bool, key: str, value: Any, fix: str) -> None:
+    """Raise a ValueError naming the key, its bad value and the fix."""
+    if not ok:
+        raise ValueError(f"{key}={value!r} is invalid: {fix}")
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, key, value, f"use one of {list(choices)}")
+
+
+@dataclass
+class SelfRewardConfig:
+    """The last-token self-reward (paper E3-E7). `alpha: 0` and `tau: 0` turn its training off."""
+
+    token: str | None = "<reserved_0>"
+    """The self-reward token z as a string; must encode to exactly one id. null: no score at all."""
+    alpha: float = 0.1
+    """Weight of the self-reward MSE (E4/E5); 0 gives GRPO's loss exactly."""
+    beta_v: float = 0.1
+    """Scale of the score r_s = beta_v * (log pi(z|x,y) - c_ref) (E3)."""
+    c_ref: Any = "auto"
+    """Reference log-prob of z: a number, 'auto' (mean over base-policy samples before training)
+    or 'reference' (the reference model's own log-prob at the same position, per sample)."""
+    c_ref_samples: int = 256
+    """Prompts sampled to estimate c_ref when c_ref='auto'."""
+    max_target_logprob: float = -3.0
+    """c_ref + 1/beta_v (a correct response's target log-prob) must be at most this (E2)."""
+    balanced: bool = True
+    """Class-balanced MSE weights (E5); false gives every finished response weight 1."""
+    tau: float = 0.1
+    """Advantage mixing weight (E6); 0 keeps the verifier advantage only."""
+    filter_threshold: float = 0.1
+    """Groups whose clipped-score std is at or below this do not mix (E6)."""
+    reasoning_warmup_steps: int = 0
+    """Steps before the MSE is switched on (E7; the MSE starts at step w_r + 1)."""
+    self_reward_warmup_steps: int = 0
+    """Further steps after the reasoning warm-up before advantage mixing starts (E7)."""
+    threshold: float = 0.5
+    """Score above which a response is judged correct (self-verification, E8)."""
+
+    def __post_init__(self) -> None:
+        p = "algo.self_reward"
+        _require(self.alpha >= 0, f"{p}.alpha", self.alpha, "must be >= 0 (0 = GRPO)")
+        _require(self.beta_v > 0, f"{p}.beta_v", self.beta_v, "must be > 0 (paper: 0.1)")
+        _require(0 <= self.tau <= 1, f"{p}.tau", self.tau, "must be in [0, 1]")
+        _require(self.filter_threshold >= 0, f"{p}.filter_threshold", self.filter_threshold, ">= 0")
+        _require(self.c_ref_samples >= 1, f"{p}.c_ref_samples", self.c_ref_samples, "must be >= 1")
+        for key in ("reasoning_warmup_steps", "self_reward_warmup_steps"):
+            _require(getattr(self, key) >= 0, f"{p}.{key}", getattr(self, key), "must be >= 0")
+        if isinstance(self.c_ref, str) and self.c_ref not in ("auto", "reference"):
+            try:
+                self.c_ref = float(self.c_ref)
+            except ValueError:
+                _require(False, f"{p}.c_ref", self.c_ref, "use a number, 'auto' or 'reference'")
+        if isinstance(self.c_ref, int | float):
+            self.c_ref = float(self.c_ref)
+            _require(math.isfinite(self.c_ref), f"{p}.c_ref", self.c_ref, "must be finite")
+        needs_token = self.alpha > 0 or self.tau > 0
+        _require(
+            self.token is not None or not needs_token,
+            f"{p}.token",
+            self.token,
+            "alpha > 0 or tau > 0 need a self-reward token; set one or use algo=grpo",
+        )
+
+    @property
+    def constant_c_ref(self) -> float | None:
+        """c_ref when given as a number, else None."""
+        return self.c_ref if isinstance(self.c_ref, float) else None
+
+
+@dataclass
+class AlgoConfig:
+    """GRPO (E1) plus the self-reward block; the policy-gradient knobs follow verl's names."""
+
+    name: str = "laser"
+    """Label of the algorithm, used in run names."""
+    group_size: int = 8
+    """Completions sampled per prompt (G); advantages are normalised within each group."""
+    adv_scale: str = "group_std"
+    """'group_std' (GRPO) or 'none' (centre only)."""
+    clip_low: float = 0.2
+    """PPO clip range below 1."""
+    clip_high: float = 0.2
+    """PPO clip range above 1."""
+    dual_clip: float | None = 3.0
+    """Dual-clip constant for negative advantages (> 1), or null."""
+    loss_agg: str = "token_mean"
+    """'token_mean', 'seq_mean_token_mean' or 'seq_mean_token_sum'."""
+    kl_beta: float = 0.0
+    """Weight of the KL loss to the reference model (0, as in the paper, loads no reference)."""
+    kl_estimator: str = "k3"
+    """'k1' or 'k3'."""
+    micro_batch_size: int = 64
+    """Rows per training forward/backward; the step's loss is normalised over all rows."""
+    self_reward: SelfRewardConfig = field(default_factory=SelfRewardConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.group_size >= 2, "algo.group_size", self.group_size, "must be >= 2")
+        _one_of("algo.adv_scale", self.adv_scale, ("group_std", "none"))
+        aggs = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
+        _one_of("algo.loss_agg", self.loss_agg, aggs)
+        _one_of("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
+        _require(0 <= self.clip_low < 1, "algo.clip_low", self.clip_low, "must be in [0, 1)")
+        _require(self.clip_high >= 0, "algo.clip_high", self.clip_high, "must be >= 0")
+        ok = self.dual_clip is None or self.dual_clip > 1
+        _require(ok, "algo.dual_clip", self.dual_clip, "must be > 1 or null")
+        _require(self.kl_beta >= 0, "algo.kl_beta", self.kl_beta, "must be >= 0 (0 = no KL)")
+        _require(self.micro_batch_size >= 1, "algo.micro_batch_size", self.micro_batch_size, ">= 1")
+
+    @property
+    def needs_reference(self) -> bool:
+        """A reference model is loaded only for the KL loss or a per-sample reference c_ref."""
+        return self.kl_beta > 0 or self.self_reward.c_ref == "reference"
+
+
+@dataclass
+class TinyModelConfig:
+    """A small random transformer built from a transformers config (used when no model is named)."""
+
+    arch: str = "llama"
+    """A transformers model type with a causal LM head (llama, qwen2, ...)."""
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 256
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
+            _require(getattr(self, key) >= 1, f"model.tiny.{key}", getattr(self, key), ">= 1")
+        _require(
+            self.hidden_size % self.num_heads == 0,
+            "model.tiny.hidden_size",
+            self.hidden_size,
+            f"must be divisible by model.tiny.num_heads={self.num_heads}",
+        )
+
+
+@dataclass
+class BaseSFTConfig:
+    """Supervised warm-up on worked solutions that makes the base policy (cached by config)."""
+
+    steps: int = 0
+    """Optimiser steps; 0 uses the model as loaded."""
+    lr: float = 3e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 0, "model.base_sft.steps", self.steps, "must be >= 0 (0 = off)")
+        _require(self.lr > 0, "model.base_sft.lr", self.lr, "must be > 0")
+        _require(self.batch_size >= 1, "model.base_sft.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass
+class ModelConfig:
+    """The policy: a Hugging Face causal LM by name or path, or the tiny model when null."""
+
+    name_or_path: str | None = None
+    """Hub id or local folder of a causal LM; null builds the tiny model with the char tokenizer."""
+    dtype: str = "float32"
+    """'float32', 'bfloat16' or 'float16' (weights as loaded)."""
+    gradient_checkpointing: bool = False
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    base_sft: BaseSFTConfig = field(default_factory=BaseSFTConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling of training and evaluation completions."""
+
+    max_new_tokens: int = 48
+    """Responses with no EOS by then are truncated (no score, excluded from the MSE)."""
+    temperature: float = 1.0
+    """Sampling temperature (the self-reward is read at temperature 1 regardless)."""
+    top_p: float = 1.0
+    eval_temperature: float = 1.0
+    """Temperature of validation samples (accuracy and self-verification are measured on them)."""
+    micro_batch_size: int = 256
+    """Rows generated at once (bounds KV-cache memory)."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_new_tokens >= 1, "rollout.max_new_tokens", self.max_new_tokens, ">= 1")
+        _require(self.temperature > 0, "rollout.temperature", self.temperature, "must be > 0")
+        ok = self.eval_temperature >= 0
+        _require(ok, "rollout.eval_temperature", self.eval_temperature, ">= 0 (0 = greedy)")
+        _require(0 < self.top_p <= 1, "rollout.top_p", self.top_p, "must be in (0, 1]")
+        ok = self.micro_batch_size >= 1
+        _require(ok, "rollout.micro_batch_size", self.micro_batch_size, "must be >= 1")
+
+
+@dataclass
+class ArithmeticTaskConfig:
+    """The synthetic task: chains of `num_operands` numbers in [1, max_operand] joined by `ops`."""
+
+    num_operands: int = 3
+    max_operand: int = 40
+    ops: str = "+-"
+    train_size: int = 20000
+    eval_size: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        p = "data.task"
+        _require(self.num_operands >= 2, f"{p}.num_operands", self.num_operands, "must be >= 2")
+        _require(self.max_operand >= 1, f"{p}.max_operand", self.max_operand, "must be >= 1")
+        ok = bool(self.ops) and set(self.ops) <= set("+-*")
+        _require(ok, f"{p}.ops", self.ops, "use a non-empty string of '+', '-', '*'")
+        _require(self.train_size >= 1, f"{p}.train_size", self.train_size, "must be >= 1")
+        _require(self.eval_size >= 1, f"{p}.eval_size", self.eval_size, "must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    """Prompts: the task and how they are batched."""
+
+    batch_size: int = 8
+    """Prompts per training step (B); each gets algo.group_size completions."""
+    eval_batch_size: int = 256
+    task: ArithmeticTaskConfig = field(default_factory=ArithmeticTaskConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
+        _require(self.eval_batch_size >= 1, "data.eval_batch_size", self.eval_batch_size, ">= 1")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up to a constant learning rate, and gradient clipping."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 turns clipping off."""
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
+        _require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "must be >= 0")
+        _require(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, ">= 0 (0 = off)")
+
+
+SCHEMAS = {
+    "algo": AlgoConfig,
+    "model": ModelConfig,
+    "rollout": RolloutConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+}
+
+
+def register_schemas() -> None:
+    """Store each schema as `<group>/schema` so a group's YAML can list it in its defaults."""
+    cs = ConfigStore.instance()
+    for group, schema in SCHEMAS.items():
+        cs.store(group=group, name="schema", node=schema)
+
+
+@dataclass
+class RunConfig:
+    """The validated typed blocks of a run."""
+
+    algo: AlgoConfig
+    model: ModelConfig
+    rollout: RolloutConfig
+    data: DataConfig
+    optim: OptimConfig
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Convert the typed blocks to objects, running every range check (before any model loads)."""
+    blocks = {}
+    for group, schema in SCHEMAS.items():
+        if group not in cfg:
+            raise ValueError(f"config has no '{group}' block; add it to the defaults list")
+        node = OmegaConf.merge(OmegaConf.structured(schema), cfg[group])
+        blocks[group] = OmegaConf.to_object(node)
+    return RunConfig(**blocks)

@@ -1,0 +1,34 @@
+"""Metrics of a batch of responses and of their self-reward scores (keys `{quantity}/{stat}`)."""
+
+from __future__ import annotations
+
+import torch
+
+from laser.algo import self_reward_mse, self_verify_metrics, summarize
+from laser.configs import SelfRewardConfig
+
+
+def rollout_metrics(rollout, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Reward, accuracy, response length and truncation of a rollout (or a dict with
+    `finished` and `lengths`)."""
+    get = rollout.get if isinstance(rollout, dict) else lambda k: getattr(rollout, k)
+    finished, lengths = get("finished"), get("lengths").float()
+    return {
+        **summarize("reward", rewards),
+        "accuracy": (rewards > 0.5).float().mean(),
+        **summarize("response/length", lengths),
+        "response/truncated_frac": (~finished).float().mean(),
+    }
+
+
+@torch.no_grad()
+def self_reward_metrics(
+    scores: torch.Tensor, rewards: torch.Tensor, finished: torch.Tensor, sr: SelfRewardConfig
+) -> dict[str, torch.Tensor]:
+    """MSE, score distributions per class and self-verification quality, over finished rows."""
+    _, mse_stats = self_reward_mse(scores, rewards, finished, sr.balanced)
+    return {
+        **mse_stats,
+        **summarize("self_reward/score", scores, finished),
+        **self_verify_metrics(scores.clamp(0, 1), rewards, finished, sr.threshold),
+    }

@@ -1,0 +1,254 @@
+"""LightningModule: one training step = sample, verify, compute advantages, update (LaSeR / GRPO)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+
+import torch
+from lightning import LightningModule
+
+from laser.algo import (
+    check_c_ref,
+    group_advantages,
+    laser_objective,
+    self_reward_advantages,
+    self_reward_phase,
+    self_reward_score,
+)
+from laser.configs import AlgoConfig, OptimConfig
+from laser.data.collate import PromptBatch
+from laser.lit.metrics import rollout_metrics, self_reward_metrics
+from laser.rewards.verifier import Verifier
+from laser.rollout.logprobs import sequence_logprobs
+from laser.rollout.sampler import Sampler
+from laser.rollout.types import Rollout
+
+log = logging.getLogger(__name__)
+PROGRESS_BAR = ("reward/mean", "self_verify/f1")
+
+
+class LaserModule(LightningModule):
+    """Holds the policy, an optional frozen reference, the samplers and the verifier.
+
+    One optimiser step per rollout batch (on-policy, as in the paper), so the rollout policy is the
+    current one and old log-probs are the detached current ones. The step's loss is accumulated
+    over micro-batches, each normalised by counts over the whole step.
+    """
+
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        sampler: Sampler,
+        eval_sampler: Sampler,
+        verifier: Verifier,
+        algo: AlgoConfig,
+        optim: OptimConfig,
+        self_reward_id: int | None,
+        reference: torch.nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy = policy
+        self.reference = reference.requires_grad_(False).eval() if reference is not None else None
+        self.sampler, self.eval_sampler, self.verifier = sampler, eval_sampler, verifier
+        self.algo, self.sr, self.optim_cfg = algo, algo.self_reward, optim
+        self.self_reward_id = self_reward_id
+        c_ref = self.sr.constant_c_ref
+        self.register_buffer("c_ref", torch.tensor(math.nan if c_ref is None else c_ref))
+        self._val_rows: list[dict[str, torch.Tensor]] = []
+        self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
+
+    # -- the algorithm -------------------------------------------------------------------------
+
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        mse_on, mix_on = self_reward_phase(
+            self.global_step + 1, self.sr.reasoning_warmup_steps, self.sr.self_reward_warmup_steps
+        )
+        mixing = mix_on and self.sr.tau > 0
+        rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=mixing)
+        rewards = self.verify(rollout, batch.answers, self.algo.group_size)  # (B*G,)
+        ref = self.reference_pass(rollout)
+        adv = group_advantages(rewards, self.algo.group_size, self.algo.adv_scale)
+        stats = {}
+        if mixing:
+            scores = self_reward_score(rollout.z_logp, self.c_ref_for(ref), self.sr.beta_v)
+            adv, stats = self_reward_advantages(
+                scores, adv, rollout.finished, self.algo.group_size, self.sr.tau,
+                self.sr.filter_threshold,
+            )  # fmt: skip
+        stats |= self.update(rollout, rewards, adv, ref, alpha=self.sr.alpha if mse_on else 0.0)
+        self.log_stage("train", {**stats, **rollout_metrics(rollout, rewards)})
+
+    def verify(self, rollout: Rollout, answers: list[str], group_size: int) -> torch.Tensor:
+        """(N,) 0/1 verifier rewards of the rollout's responses."""
+        repeated = [a for a in answers for _ in range(group_size)]
+        return self.verifier(self.sampler.decode(rollout), repeated).to(self.device)
+
+    def update(self, rollout, rewards, adv, ref, alpha: float) -> dict[str, torch.Tensor]:
+        """Accumulate the step's gradient over micro-batches, then take one optimiser step."""
+        opt = self.optimizers()
+        opt.zero_grad()
+        stats = self.accumulate_gradients(rollout, rewards, adv, ref, alpha)
+        if self.optim_cfg.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim_cfg.grad_clip)
+            stats["policy/grad_norm"] = norm.detach()
+        opt.step()
+        self.lr_schedulers().step()
+        return stats
+
+    def accumulate_gradients(self, rollout, rewards, adv, ref, alpha: float) -> dict:
+        """Backward the loss of every micro-batch; the gradient is independent of their size."""
+        finished = rollout.finished
+        counts = {
+            "num_tokens": rollout.response_mask.sum(),
+            "num_seqs": float(len(rollout)),
+            "num_correct": (finished & (rewards > 0.5)).sum(),
+            "num_incorrect": (finished & (rewards <= 0.5)).sum(),
+        }
+        c_ref = self.c_ref_for(ref)
+        sums: dict[str, torch.Tensor] = defaultdict(float)
+        z_logps, entropies = [], []
+        for start in range(0, len(rollout), self.algo.micro_batch_size):
+            rows = slice(start, start + self.algo.micro_batch_size)
+            mb = rollout.rows(rows)
+            fwd = sequence_logprobs(
+                self.policy, mb, self.self_reward_id, self.sampler.temperature, with_entropy=True
+            )
+            loss, mb_stats = laser_objective(
+                logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mb.response_mask, adv=adv[rows],
+                z_logp=fwd.z_logp, rewards=rewards[rows], finished=mb.finished,
+                c_ref=c_ref if c_ref.ndim == 0 else c_ref[rows], beta_v=self.sr.beta_v,
+                alpha=alpha, balanced=self.sr.balanced,
+                ref_logp=None if ref is None else ref.logp[rows], kl_beta=self.algo.kl_beta,
+                kl_estimator=self.algo.kl_estimator, clip_low=self.algo.clip_low,
+                clip_high=self.algo.clip_high, dual_clip=self.algo.dual_clip,
+                agg=self.algo.loss_agg, **counts,
+            )  # fmt: skip
+            self.backward_step(loss)
+            weight = mb.response_mask.sum() / counts["num_tokens"]
+            for key, value in mb_stats.items():  # token-weighted; loss terms are already shares
+                sums[key] = sums[key] + (value if key.startswith("loss/") else value * weight)
+            z_logps.append(fwd.z_logp.detach())
+            entropies.append(fwd.entropy[mb.response_mask.bool()])
+        stats = dict(sums)
+        stats["policy/entropy"] = torch.cat(entropies).mean()
+        if self.self_reward_id is not None:
+            scores = self_reward_score(torch.cat(z_logps), c_ref, self.sr.beta_v)
+            stats |= self_reward_metrics(scores, rewards, finished, self.sr)
+        return stats
+
+    def backward_step(self, loss: torch.Tensor) -> None:
+        # through Lightning when attached to a Trainer (precision, strategies), plain otherwise
+        self.manual_backward(loss) if self._trainer is not None else loss.backward()
+
+    @torch.no_grad()
+    def reference_pass(self, rollout: Rollout):
+        """Reference log-probs (for KL and c_ref='reference'), or None when no reference."""
+        if self.reference is None:
+            return None
+        parts = [
+            sequence_logprobs(self.reference, mb, self.self_reward_id, self.sampler.temperature)
+            for mb in rollout.split(self.algo.micro_batch_size)
+        ]
+        width = rollout.response_ids.shape[1]
+        return type(parts[0])(
+            logp=torch.cat([p.logp[:, :width] for p in parts]),
+            z_logp=torch.cat([p.z_logp for p in parts]),
+            entropy=None,
+        )
+
+    def c_ref_for(self, ref) -> torch.Tensor:
+        """c_ref as a scalar, or per row from the reference pass when c_ref='reference'."""
+        return ref.z_logp if self.sr.c_ref == "reference" else self.c_ref
+
+    # -- c_ref --------------------------------------------------------------------------------
+
+    def ensure_c_ref(self) -> None:
+        """Estimate c_ref='auto' from base-policy samples once (restored on resume), and check it."""
+        if self.self_reward_id is None or self.sr.c_ref == "reference":
+            return
+        if torch.isnan(self.c_ref):
+            batch = self.trainer.datamodule.sample_prompts(self.sr.c_ref_samples)
+            rollout = self.eval_sampler.sample(self.policy, batch, group_size=1, score=True)
+            z = rollout.z_logp[rollout.finished]
+            if z.numel() == 0:
+                raise RuntimeError(
+                    "algo.self_reward.c_ref='auto' needs finished responses, but none of "
+                    f"{len(rollout)} base-policy samples ended with EOS within "
+                    "rollout.max_new_tokens; raise it or give c_ref as a number"
+                )
+            self.c_ref.fill_(z.mean().item())
+            log.info("c_ref estimated over %d responses: %.3f", z.numel(), self.c_ref.item())
+        if self.sr.alpha > 0 or self.sr.tau > 0:
+            check_c_ref(self.c_ref.item(), self.sr.beta_v, self.sr.max_target_logprob)
+
+    def on_fit_start(self) -> None:
+        self.ensure_c_ref()
+
+    def on_validation_start(self) -> None:
+        self.ensure_c_ref()
+        self.eval_sampler.generator.manual_seed(self.eval_sampler.seed)  # same eval noise each time
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        rollout = self.eval_sampler.sample(self.policy, batch, group_size=1, score=True)
+        rewards = self.verify(rollout, batch.answers, 1)
+        z = torch.nan_to_num(rollout.z_logp) if rollout.z_logp is not None else None
+        ref = self.reference_pass(rollout) if self.sr.c_ref == "reference" else None
+        self._val_rows.append(
+            {"rewards": rewards, "finished": rollout.finished, "lengths": rollout.lengths,
+             "z_logp": z, "c_ref": self.c_ref_for(ref).expand(len(rollout))}
+        )  # fmt: skip
+
+    def on_validation_epoch_end(self) -> None:
+        rows = {k: torch.cat([r[k] for r in self._val_rows]) for k in self._val_rows[0]}
+        self._val_rows.clear()
+        rollout_like = {"finished": rows["finished"], "lengths": rows["lengths"]}
+        stats = rollout_metrics(rollout_like, rows["rewards"])
+        if rows["z_logp"] is not None and self.self_reward_id is not None:
+            scores = self_reward_score(rows["z_logp"], rows["c_ref"], self.sr.beta_v)
+            stats |= self_reward_metrics(scores, rows["rewards"], rows["finished"], self.sr)
+        self.log_stage("val", stats)
+        self.val_history.append({k: float(v) for k, v in stats.items()} | {"step": self.global_step})
+
+    def final_summary(self, last: int = 3) -> dict[str, float]:
+        """Self-verification averaged over the last `last` evaluations, and c_ref."""
+        recent = self.val_history[-last:]
+        summary = {"summary/c_ref": self.c_ref.item()}
+        for key in ("accuracy", "self_verify/f1", "self_verify/auroc"):
+            values = [h[key] for h in recent if key in h]
+            if values:
+                summary[f"summary/{key}"] = sum(values) / len(values)
+        return summary
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def log_stage(self, stage: str, stats: dict[str, torch.Tensor]) -> None:
+        """Log `{stage}/{quantity}/{stat}` metrics; a few go to the progress bar."""
+        metrics = {f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in stats.items()}
+        bar = {f"{stage}/{k}" for k in PROGRESS_BAR} if stage == "train" else set()
+        self.log_dict({k: v for k, v in metrics.items() if k not in bar}, batch_size=1)
+        self.log_dict({k: v for k, v in metrics.items() if k in bar}, batch_size=1, prog_bar=True)
+
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        opt = torch.optim.AdamW(
+            self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas
+        )
+        warmup = max(cfg.warmup_steps, 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+        return [opt], [sched]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the reference is frozen and rebuilt from the config: keep it out of checkpoints
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("reference.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.reference is not None:
+            ref_state = {f"reference.{k}": v for k, v in self.reference.state_dict().items()}
+            checkpoint["state_dict"].update(ref_state)

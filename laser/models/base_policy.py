@@ -1,0 +1,104 @@
+"""Make a base policy by a short supervised warm-up on worked solutions, cached by its config.
+
+Nothing can be downloaded on the default path, so the default experiment first teaches a freshly
+initialised tiny model the task's format and some of its arithmetic. The warm-up is deliberately
+short: the base policy stays imperfect, leaving room for RL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from laser.data.collate import pad_batch
+from laser.rollout.logprobs import sequence_logprobs
+from laser.rollout.types import Rollout
+
+log = logging.getLogger(__name__)
+
+
+def config_key(parts: dict) -> str:
+    """A short stable hash of a JSON-serialisable description of what a cached artefact depends on."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def warmup_cosine(step: int, total: int, warmup_frac: float = 0.05, floor: float = 0.05) -> float:
+    """LR multiplier: linear warm-up, then cosine decay to `floor` at `total` steps."""
+    warmup = max(1, int(warmup_frac * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _sft_batch(tokenizer, prompts: list[str], solutions: list[str]) -> Rollout:
+    """Prompts (left-padded, with BOS) and solutions + EOS (right-padded) as a Rollout."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    p_ids, p_mask = pad_batch(
+        [bos + tokenizer.encode(p, add_special_tokens=False) for p in prompts],
+        tokenizer.pad_token_id,
+        left=True,
+    )
+    eos = [tokenizer.eos_token_id]
+    r_ids, r_mask = pad_batch(
+        [tokenizer.encode(s, add_special_tokens=False) + eos for s in solutions],
+        tokenizer.pad_token_id,
+        left=False,
+    )
+    return Rollout(p_ids, p_mask, r_ids, r_mask, finished=torch.ones(len(prompts), dtype=torch.bool))
+
+
+def supervised_warmup(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: list[str],
+    solutions: list[str],
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+) -> float:
+    """Train `model` in place on prompt -> solution + EOS (loss on the completion only).
+
+    Returns the mean token NLL of the last 10% of steps.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps))
+    model.train()
+    tail: list[float] = []
+    for step in range(steps):
+        idx = torch.randint(len(prompts), (batch_size,), generator=gen).tolist()
+        batch = _sft_batch(tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
+        logp = sequence_logprobs(model, batch, self_reward_id=None).logp
+        loss = -(logp.sum() / batch.response_mask.sum())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step >= int(0.9 * steps):
+            tail.append(loss.item())
+    model.eval()
+    return sum(tail) / max(len(tail), 1)
+
+
+def cached_model(cache_dir: str | Path, key: str, make: Callable[[], torch.nn.Module]):
+    """Load the model cached under `cache_dir/key`, or make it with `make()` and save it there."""
+    path = Path(cache_dir) / key
+    if (path / "config.json").exists():
+        log.info("base policy: loading cached warm-up from %s", path)
+        return AutoModelForCausalLM.from_pretrained(path)
+    model = make()
+    tmp = path.with_name(path.name + ".tmp")
+    model.save_pretrained(tmp)
+    tmp.replace(path) if not path.exists() else None
+    log.info("base policy: saved warm-up to %s", path)
+    return model

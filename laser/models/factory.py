@@ -1,0 +1,58 @@
+"""Build the tokenizer, the base policy and the reference model from the typed model config."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from laser.configs import ModelConfig
+from laser.models.base_policy import cached_model, config_key, supervised_warmup
+from laser.models.loading import build_tiny_model, load_pretrained
+
+
+def make_base_policy(
+    cfg: ModelConfig, tokenizer, train_split, task_key: dict, cache_dir: str | Path, seed: int
+) -> torch.nn.Module:
+    """The policy to start RL from: the model as configured, after the (cached) supervised warm-up.
+
+    Args:
+        cfg: the model block.
+        tokenizer: the policy's tokenizer.
+        train_split: records with `prompt` and `solution` (used only when base_sft.steps > 0).
+        task_key: a description of the task, part of the warm-up cache key.
+        cache_dir: where warmed-up base policies are cached.
+        seed: initialisation and warm-up seed.
+    """
+
+    def make() -> torch.nn.Module:
+        if cfg.name_or_path is None:
+            return build_tiny_model(tokenizer, **asdict(cfg.tiny), seed=seed)
+        return load_pretrained(cfg.name_or_path, cfg.dtype)
+
+    if cfg.base_sft.steps == 0:
+        return make().train()
+
+    def warmed_up() -> torch.nn.Module:
+        model = make()
+        supervised_warmup(
+            model,
+            tokenizer,
+            train_split["prompt"],
+            train_split["solution"],
+            steps=cfg.base_sft.steps,
+            lr=cfg.base_sft.lr,
+            batch_size=cfg.base_sft.batch_size,
+            seed=seed,
+        )
+        return model
+
+    key = config_key({"model": asdict(cfg), "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
+    return cached_model(Path(cache_dir) / "base_policy", key, warmed_up).train()
+
+
+def make_reference(policy: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of the base policy (pi_ref)."""
+    return copy.deepcopy(policy).requires_grad_(False).eval()

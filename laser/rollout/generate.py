@@ -1,0 +1,123 @@
+"""Batched sampling with a KV cache, scoring the self-reward token one step after EOS.
+
+The self-reward log-prob log pi(z | x, y) is the next-token distribution after the EOS token: the
+paper's "one additional token". A row that emits EOS at step t is fed that EOS at step t + 1 like
+any other sampled token, and the logits of step t + 1 give log p(z). The unfinished rows take that
+step anyway, so scoring costs at most one extra decoding step per batch (after the last EOS).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from laser.rollout.types import Rollout
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(N, L) positions that skip left padding: 0 on the first real token of each row."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    banned_ids: list[int],
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """(N,) next tokens from (N, V) logits; banned ids are never drawn; temperature 0 is greedy."""
+    logits = logits.float()  # (N, V)
+    if banned_ids:
+        logits = logits.index_fill(-1, torch.tensor(banned_ids, device=logits.device), -torch.inf)
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)  # (N, V)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set with mass >= top_p
+        sorted_p = sorted_p.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    self_reward_id: int | None = None,
+    score: bool = True,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Sample one completion per row of a left-padded prompt batch.
+
+    Args:
+        model: a causal LM (transformers API) in eval mode.
+        prompt_ids: (N, P) left-padded prompt tokens.
+        prompt_mask: (N, P) 1 on real tokens.
+        eos_id, pad_id: the tokenizer's EOS and pad ids.
+        max_new_tokens: responses without EOS by then are truncated (finished = False).
+        temperature, top_p: sampling parameters (temperature 0 = greedy).
+        self_reward_id: the self-reward token z; never sampled.
+        score: read log p(z) one step after each EOS (at temperature 1) into `Rollout.z_logp`.
+        generator: RNG for reproducible sampling.
+    """
+    n = prompt_ids.shape[0]
+    device = prompt_ids.device
+    banned = [] if self_reward_id is None else [self_reward_id]
+    score = score and self_reward_id is not None
+    mask = prompt_mask.long()
+    pos = position_ids_from_mask(mask)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=mask,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache, logits, next_pos = out.cache, out.logits[:, -1], pos[:, -1] + 1
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    pending = torch.zeros_like(done)  # emitted EOS at the previous step, score not read yet
+    z_logp = torch.full((n,), float("nan"), device=device)
+    tokens: list[torch.Tensor] = []
+    for step in range(max_new_tokens):
+        if pending.any():
+            z_logp[pending] = torch.log_softmax(logits[pending].float(), -1)[:, self_reward_id]
+        tok = sample_next(logits, temperature, top_p, banned, generator)
+        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        tokens.append(tok)
+        pending = ~done & (tok == eos_id) if score else pending
+        done = done | (tok == eos_id)
+        last = step == max_new_tokens - 1 or bool(done.all())
+        if last and not pending.any():
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=mask,
+            position_ids=next_pos[:, None],
+            cache=cache,
+            use_cache=True,
+        )
+        cache, logits, next_pos = out.cache, out.logits[:, -1], next_pos + 1
+        if last:  # only the final EOS rows' scores were missing: read them and stop
+            z_logp[pending] = torch.log_softmax(logits[pending].float(), -1)[:, self_reward_id]
+            break
+    response = torch.stack(tokens, dim=1)  # (N, R)
+    is_eos = response == eos_id
+    # mask: tokens up to and including the first EOS
+    response_mask = (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+    return Rollout(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask.long(),
+        response_ids=response,
+        response_mask=response_mask.long(),
+        finished=is_eos.any(-1),
+        z_logp=z_logp if score else None,
+    )

@@ -1,0 +1,69 @@
+"""The training forward: per-token log-probs of the response and the self-reward log-prob.
+
+One forward over prompt + response. The self-reward log-prob log pi(z | x, y) is read from the
+next-token distribution at the EOS position, which this forward computes anyway: no token is
+inserted, and every pass (policy, reference) reads the same position as the rollout's extra step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from laser.rollout.generate import position_ids_from_mask
+from laser.rollout.types import Rollout
+
+
+@dataclass
+class SequenceLogprobs:
+    """Outputs of `sequence_logprobs` for N rows.
+
+    Attributes:
+        logp: (N, R) log pi(y_t | x, y_<t) at the sampling temperature (0 where masked).
+        z_logp: (N,) log pi(z | x, y) at temperature 1 at the EOS position (0 for truncated rows).
+        entropy: (N, R) entropy of the next-token distribution (no grad), or None.
+    """
+
+    logp: torch.Tensor
+    z_logp: torch.Tensor
+    entropy: torch.Tensor | None
+
+
+def eos_index(rollout: Rollout) -> torch.Tensor:
+    """(N,) index of the EOS token within the response (the last one kept by the mask)."""
+    return (rollout.lengths - 1).clamp(min=0)
+
+
+def sequence_logprobs(
+    model: torch.nn.Module,
+    rollout: Rollout,
+    self_reward_id: int | None,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> SequenceLogprobs:
+    """Forward prompt + response once and gather the response's log-probs and the z log-prob."""
+    ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=-1)  # (N, P + R)
+    mask = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=-1)
+    r = rollout.response_ids.shape[1]
+    # logits at positions P-1 .. P+R-1: predictions for each response token and, at index e + 1,
+    # the distribution after the EOS at response index e
+    logits = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=position_ids_from_mask(mask),
+        use_cache=False,
+        logits_to_keep=r + 1,
+    ).logits.float()  # (N, R + 1, V)
+    scaled = torch.log_softmax(logits[:, :r] / temperature, dim=-1)  # (N, R, V)
+    logp = scaled.gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)  # (N, R)
+    logp = logp * rollout.response_mask
+    z_logp = torch.zeros(len(rollout), device=ids.device)
+    if self_reward_id is not None:
+        after_eos = logits[torch.arange(len(rollout)), eos_index(rollout) + 1]  # (N, V)
+        z_logp = torch.log_softmax(after_eos, dim=-1)[:, self_reward_id] * rollout.finished
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(scaled.exp() * scaled).sum(-1)  # (N, R)
+    return SequenceLogprobs(logp=logp, z_logp=z_logp, entropy=entropy)

@@ -1,0 +1,79 @@
+"""Sampler: G completions per prompt, in generation micro-batches, with their texts."""
+
+from __future__ import annotations
+
+import torch
+
+from laser.data.collate import PromptBatch
+from laser.rollout.generate import generate
+from laser.rollout.types import Rollout
+
+
+class Sampler:
+    """Samples completions for prompt batches with fixed sampling settings.
+
+    Args:
+        tokenizer: decodes responses and gives the EOS and pad ids.
+        max_new_tokens: responses without EOS by then are truncated.
+        temperature, top_p: sampling parameters.
+        micro_batch_size: rows generated at once (bounds the KV cache's memory).
+        self_reward_id: the self-reward token; masked out of sampling, scored after EOS.
+        seed: seeds the sampling RNG.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        micro_batch_size: int = 256,
+        self_reward_id: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.micro_batch_size = micro_batch_size
+        self.self_reward_id = self_reward_id
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def sample(
+        self, model: torch.nn.Module, batch: PromptBatch, group_size: int = 1, score: bool = True
+    ) -> Rollout:
+        """`group_size` completions per prompt (rows grouped by prompt), scored when `score`."""
+        device = next(model.parameters()).device
+        ids = batch.prompt_ids.repeat_interleave(group_size, 0).to(device)  # (B*G, P)
+        mask = batch.prompt_mask.repeat_interleave(group_size, 0).to(device)
+        was_training = model.training
+        model.eval()
+        parts = [
+            generate(
+                model,
+                ids[i : i + self.micro_batch_size],
+                mask[i : i + self.micro_batch_size],
+                eos_id=self.tokenizer.eos_token_id,
+                pad_id=self.tokenizer.pad_token_id,
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                self_reward_id=self.self_reward_id,
+                score=score,
+                generator=self._generator_for(device),
+            )
+            for i in range(0, ids.shape[0], self.micro_batch_size)
+        ]
+        model.train(was_training)
+        return Rollout.cat(parts, self.tokenizer.pad_token_id)
+
+    def _generator_for(self, device: torch.device) -> torch.Generator | None:
+        # the CPU generator drives CPU sampling; on an accelerator use its global RNG (seeded)
+        return self.generator if device.type == "cpu" else None
+
+    def decode(self, rollout: Rollout) -> list[str]:
+        """Response texts (special tokens, EOS included, removed)."""
+        ids = rollout.response_ids.masked_fill(rollout.response_mask == 0, self.tokenizer.pad_token_id)
+        return self.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)

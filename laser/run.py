@@ -1,0 +1,143 @@
+"""Entry point: `python -m laser.run [overrides]` trains LaSeR (or `algo=grpo`) as configured in conf/."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from laser.algo import check_c_ref
+from laser.configs import RunConfig, register_schemas, validate
+from laser.data.arithmetic import arithmetic_dataset
+from laser.data.datamodule import PromptDataModule
+from laser.lit.module import LaserModule
+from laser.models.factory import make_base_policy, make_reference
+from laser.models.loading import load_tokenizer
+from laser.rewards.verifier import Verifier
+from laser.rollout.sampler import Sampler
+from laser.rollout.tokens import resolve_single_token
+
+log = logging.getLogger(__name__)
+register_schemas()
+
+
+def check_self_reward(run: RunConfig, tokenizer) -> int | None:
+    """Resolve the self-reward token and check a constant c_ref, before any model loads."""
+    sr = run.algo.self_reward
+    if sr.token is None:
+        return None
+    token_id = resolve_single_token(tokenizer, sr.token, "algo.self_reward.token")
+    if sr.constant_c_ref is not None and (sr.alpha > 0 or sr.tau > 0):
+        check_c_ref(sr.constant_c_ref, sr.beta_v, sr.max_target_logprob)
+    return token_id
+
+
+def make_trainer(cfg: DictConfig) -> L.Trainer:
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    loggers = [lg for lg in (instantiate(c) for c in cfg.get("logger", {}).values()) if lg]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def make_samplers(run: RunConfig, tokenizer, token_id: int | None, seed: int):
+    ro = run.rollout
+    common = dict(max_new_tokens=ro.max_new_tokens, top_p=ro.top_p, micro_batch_size=ro.micro_batch_size)
+    train = Sampler(tokenizer, temperature=ro.temperature, self_reward_id=token_id, seed=seed, **common)
+    evals = Sampler(tokenizer, temperature=ro.eval_temperature, self_reward_id=token_id, seed=seed + 1, **common)  # fmt: skip
+    return train, evals
+
+
+def export_policy(module: LaserModule, tokenizer, run: RunConfig, out: Path) -> Path:
+    """Save the final policy and tokenizer with save_pretrained, plus the self-reward settings."""
+    path = out / "policy"
+    module.policy.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    sr = run.algo.self_reward
+    info = {
+        "token": sr.token,
+        "beta_v": sr.beta_v,
+        "c_ref": module.c_ref.item(),
+        "threshold": sr.threshold,
+    }
+    (path / "self_reward.json").write_text(json.dumps(info, indent=2))
+    return path
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """Validate the config, build everything, fit, export; returns (final metrics, objects)."""
+    run = validate(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(cfg.num_threads)
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer = load_tokenizer(run.model.name_or_path)
+    token_id = check_self_reward(run, tokenizer)
+    trainer = make_trainer(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    data = arithmetic_dataset(**asdict(run.data.task))
+    datamodule = PromptDataModule(
+        lambda: data, tokenizer, run.data.batch_size, run.data.eval_batch_size, cfg.seed
+    )
+    policy = make_base_policy(
+        run.model, tokenizer, data["train"], asdict(run.data.task), cfg.paths.cache_dir, cfg.seed
+    )
+    if run.model.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    module = LaserModule(
+        policy,
+        *make_samplers(run, tokenizer, token_id, cfg.seed),
+        verifier=Verifier(),
+        algo=run.algo,
+        optim=run.optim,
+        self_reward_id=token_id,
+        reference=make_reference(policy) if run.algo.needs_reference else None,
+    )
+    if cfg.get("validate_before_training") and not cfg.get("ckpt_path"):
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    export = export_policy(module, tokenizer, run, out)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics |= module.final_summary()
+    print_summary(run, metrics, out, export)
+    return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+
+
+def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: Path) -> None:
+    lines = [
+        f"== {run.algo.name} finished ==",
+        f"eval accuracy            {metrics.get('val/accuracy', float('nan')):.4f}",
+        f"self-reward F1 (last 3)  {metrics.get('summary/self_verify/f1', float('nan')):.4f}",
+        f"self-reward AUROC (last 3) {metrics.get('summary/self_verify/auroc', float('nan')):.4f}",
+        f"c_ref                    {metrics.get('summary/c_ref', float('nan')):.3f}",
+        f"run directory            {out}",
+        f"metrics                  {out / 'metrics.csv'}",
+        f"exported policy          {export}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def get_metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The metric a sweeper optimises; a clear error when the run did not log it."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    return get_metric_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

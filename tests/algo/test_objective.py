@@ -1,0 +1,89 @@
+"""Tests for laser.algo.objective.laser_objective (E4/E5 total loss)."""
+
+import pytest
+import torch
+
+from laser.algo.kl import kl_penalty
+from laser.algo.objective import laser_objective
+from laser.algo.policy_loss import clipped_policy_loss
+from laser.algo.self_reward import self_reward_mse, self_reward_score
+
+
+def _inputs(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    old = -torch.rand(4, 5, generator=gen) * 3
+    return {
+        "logp": (old + 0.3 * torch.randn(4, 5, generator=gen)).requires_grad_(True),
+        "old_logp": old,
+        "mask": torch.arange(5)[None, :] < torch.tensor([5, 3, 1, 4])[:, None],
+        "adv": torch.tensor([1.0, -0.5, 0.3, -1.2]),
+        "z_logp": torch.tensor([-14.0, -22.0, -18.0, -20.0], requires_grad=True),
+        "rewards": torch.tensor([1.0, 0.0, 1.0, 0.0]),
+        "finished": torch.tensor([True, True, True, False]),
+        "c_ref": -23.0,
+        "beta_v": 0.1,
+    }
+
+
+def _pg(x):
+    return clipped_policy_loss(x["logp"], x["old_logp"], x["adv"], x["mask"])[0]
+
+
+def test_alpha_zero_is_exactly_the_grpo_loss_and_still_logs_mse():
+    x = _inputs()
+    loss, stats = laser_objective(**x, alpha=0.0)
+    assert torch.equal(loss, _pg(x))
+    scores = self_reward_score(x["z_logp"], -23.0, 0.1)  # (0.9, 0.1, 0.5, 0.3)
+    expected_mse, _ = self_reward_mse(scores, x["rewards"], x["finished"])
+    assert stats["self_reward/mse"].item() == pytest.approx(expected_mse.item())
+    assert stats["loss/total"].item() == loss.item()
+    loss.backward()
+    assert x["z_logp"].grad is None  # the MSE was computed without a graph
+
+
+def test_alpha_adds_the_weighted_mse_and_trains_only_z_through_it():
+    x = _inputs()
+    loss, stats = laser_objective(**x, alpha=0.1)
+    # finished: N_c = 2 (scores 0.9, 0.5), N_i = 1 (score 0.1) -> w_c = 3/4, w_i = 3/2
+    # mse = (0.75 * (0.01 + 0.25) + 1.5 * 0.01) / 3 = 0.21 / 3 = 0.07
+    assert stats["self_reward/mse"].item() == pytest.approx(0.07)
+    assert loss.item() == pytest.approx(_pg(x).item() + 0.1 * 0.07)
+    loss.backward()
+    # d/dz alpha * w (beta (z - c) - r)^2 / 3 = alpha * 2 w (s - r) * beta / 3
+    expected = torch.tensor([0.75 * -0.1, 1.5 * 0.1, 0.75 * -0.5, 0.0]) * 2 * 0.1 * 0.1 / 3
+    torch.testing.assert_close(x["z_logp"].grad, expected)
+    (pg_grad,) = torch.autograd.grad(_pg(x), x["logp"])
+    torch.testing.assert_close(x["logp"].grad, pg_grad)  # z never enters the PG term
+
+
+def test_kl_requires_ref_logp():
+    with pytest.raises(ValueError, match="kl_beta"):
+        laser_objective(**_inputs(), alpha=0.1, kl_beta=0.01)
+
+
+def test_kl_term_is_added_with_its_weight():
+    x = _inputs()
+    ref = x["old_logp"] - 0.2
+    loss, stats = laser_objective(**x, alpha=0.0, ref_logp=ref, kl_beta=0.5, kl_estimator="k1")
+    kl, _ = kl_penalty(x["logp"], ref, x["mask"], estimator="k1")
+    torch.testing.assert_close(loss, _pg(x) + 0.5 * kl)
+    assert stats["kl/mean"].item() == pytest.approx(kl.item())
+
+
+def test_kl_stats_are_reported_without_changing_the_loss_when_kl_beta_is_zero():
+    x = _inputs()
+    loss, stats = laser_objective(**x, alpha=0.0, ref_logp=x["old_logp"] - 0.2)
+    assert torch.equal(loss, _pg(x))
+    assert stats["kl/mean"].item() > 0
+    assert "kl/mean" not in laser_objective(**x, alpha=0.0)[1]
+
+
+def test_outer_no_grad_is_respected():
+    with torch.no_grad():
+        loss, _ = laser_objective(**_inputs(), alpha=0.1)
+    assert not loss.requires_grad
+
+
+def test_negative_alpha_is_rejected():
+    with pytest.raises(ValueError, match="alpha"):
+        laser_objective(**_inputs(), alpha=-0.1)

@@ -1,0 +1,46 @@
+"""Tests for laser.algo.stats.summarize."""
+
+import math
+
+import pytest
+import torch
+
+from laser.algo.stats import summarize
+
+
+def test_summarize_masked_hand_values():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    mask = torch.tensor([True, False, True, True])
+    out = summarize("q", x, mask)
+    # selected [1, 3, 4]: mean 8/3; deviations -5/3, 1/3, 4/3 -> squares 25/9 + 1/9 + 16/9 = 42/9
+    # population variance (42/9) / 3 = 14/9 -> std sqrt(14)/3
+    assert set(out) == {"q/mean", "q/std", "q/min", "q/max"}
+    assert out["q/mean"].item() == pytest.approx(8 / 3)
+    assert out["q/std"].item() == pytest.approx(math.sqrt(14) / 3)
+    assert out["q/min"].item() == 1.0
+    assert out["q/max"].item() == 4.0
+
+
+def test_summarize_no_mask_uses_all_elements_of_2d_input():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    out = summarize("a/b", x)
+    # mean 2.5; deviations +-1.5, +-0.5 -> variance (2.25 * 2 + 0.25 * 2) / 4 = 1.25
+    assert out["a/b/mean"].item() == pytest.approx(2.5)
+    assert out["a/b/std"].item() == pytest.approx(math.sqrt(1.25))
+
+
+def test_summarize_empty_selection_returns_empty_dict():
+    assert summarize("q", torch.ones(3), torch.zeros(3, dtype=torch.bool)) == {}
+    assert summarize("q", torch.ones(0)) == {}
+
+
+def test_summarize_single_element_std_is_zero_and_outputs_are_detached_floats():
+    x = torch.tensor([5, 7], dtype=torch.int64)
+    out = summarize("q", x, torch.tensor([False, True]))
+    assert out["q/std"].item() == 0.0
+    assert out["q/mean"].item() == 7.0
+    y = torch.tensor([1.0, 2.0], requires_grad=True)
+    for value in summarize("q", y * 2).values():
+        assert not value.requires_grad
+        assert value.dtype == torch.float32
+        assert value.dim() == 0

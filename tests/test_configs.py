@@ -1,0 +1,90 @@
+"""Bad configs fail at composition or validation, naming the key, before any model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from laser.configs import validate
+from laser.run import train
+from tests.conftest import compose_train
+
+GROUP_CHOICES = [[], ["algo=grpo"], ["logger=csv"], ["callbacks=none"]]
+
+
+@pytest.mark.parametrize("overrides", GROUP_CHOICES)
+def test_config_choices_compose_and_validate(tmp_path: Path, overrides: list[str]) -> None:
+    run = validate(compose_train(tmp_path, overrides, debug=None))
+    assert run.algo.group_size >= 2
+
+
+def test_grpo_is_laser_with_self_reward_training_off(tmp_path: Path) -> None:
+    laser_cfg = validate(compose_train(tmp_path, [], debug=None)).algo
+    grpo_cfg = validate(compose_train(tmp_path, ["algo=grpo"], debug=None)).algo
+    assert (grpo_cfg.self_reward.alpha, grpo_cfg.self_reward.tau) == (0.0, 0.0)
+    assert laser_cfg.self_reward.alpha > 0 and laser_cfg.self_reward.tau > 0
+    same = {"group_size", "clip_low", "clip_high", "loss_agg", "kl_beta", "micro_batch_size"}
+    assert all(getattr(grpo_cfg, k) == getattr(laser_cfg, k) for k in same)
+    assert grpo_cfg.self_reward.token == laser_cfg.self_reward.token
+
+
+def test_unknown_key_fails_at_composition(tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException, match="betta"):
+        compose_train(tmp_path, ["algo.self_reward.betta=0.2"])
+
+
+def test_wrong_type_fails_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose_train(tmp_path, ["algo.self_reward.beta_v=abc"])
+    assert "beta_v" in str(err.value) + str(err.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("algo.self_reward.beta_v=-1", "algo.self_reward.beta_v"),
+        ("algo.self_reward.tau=1.5", "algo.self_reward.tau"),
+        ("algo.group_size=1", "algo.group_size"),
+        ("algo.loss_agg=mean", "algo.loss_agg"),
+        ("algo.self_reward.c_ref=banana", "algo.self_reward.c_ref"),
+        ("rollout.top_p=0", "rollout.top_p"),
+        ("optim.lr=0", "optim.lr"),
+        ("data.task.ops=/", "data.task.ops"),
+        ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
+    ],
+)
+def test_out_of_range_value_names_key(tmp_path: Path, override: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        validate(compose_train(tmp_path, [override]))
+
+
+def _nothing_built(tmp_path: Path) -> bool:
+    return not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_self_reward_token_must_be_one_token(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, ["algo.self_reward.token=ab"])
+    with pytest.raises(ValueError, match=r"algo\.self_reward\.token='ab' encodes to 2 tokens"):
+        train(cfg)
+    assert _nothing_built(tmp_path)
+
+
+def test_missing_model_path_fails_before_anything(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, ["model=hf", f"model.name_or_path={tmp_path}/no/such/model"])
+    with pytest.raises(FileNotFoundError, match=r"model\.name_or_path"):
+        train(cfg)
+    assert _nothing_built(tmp_path)
+
+
+def test_constant_c_ref_too_high_for_beta_v_fails_before_training(tmp_path: Path) -> None:
+    # target log-prob c_ref + 1/beta_v = -5 + 10 = 5 > -3: the approximation cannot hold
+    sr = "algo.self_reward"
+    cfg = compose_train(
+        tmp_path, [f"{sr}.c_ref=-5", f"{sr}.beta_v=0.1", f"{sr}.max_target_logprob=-3"]
+    )
+    with pytest.raises(ValueError, match="beta_v"):
+        train(cfg)
+    assert _nothing_built(tmp_path)

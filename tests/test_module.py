@@ -1,0 +1,91 @@
+"""The LightningModule: micro-batching leaves the gradient unchanged; a step updates everything."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from laser.configs import AlgoConfig, OptimConfig, SelfRewardConfig
+from laser.data.collate import PromptCollator
+from laser.lit.module import LaserModule
+from laser.models.char_tokenizer import build_char_tokenizer
+from laser.models.loading import build_tiny_model
+from laser.rewards.verifier import Verifier
+from laser.rollout.sampler import Sampler
+
+PROMPTS = [{"prompt": "12+7-30=", "answer": "-11"}, {"prompt": "3+4=", "answer": "7"}]
+
+
+def make_module(micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto") -> LaserModule:
+    tok = build_char_tokenizer()
+    torch.manual_seed(0)
+    policy = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    with torch.no_grad():  # make EOS likely so that most responses finish
+        policy.lm_head.weight[tok.eos_token_id] += 0.5 * policy.lm_head.weight.abs().mean()
+    z = tok.convert_tokens_to_ids("<reserved_0>")
+    sampler = Sampler(tok, max_new_tokens=12, self_reward_id=z, seed=0)
+    algo = AlgoConfig(
+        group_size=4,
+        micro_batch_size=micro_batch_size,
+        kl_beta=kl_beta,
+        self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9),
+    )
+    reference = build_tiny_model(
+        tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
+    )
+    module = LaserModule(
+        policy, sampler, sampler, Verifier(), algo, OptimConfig(), z,
+        reference=reference if algo.needs_reference else None,
+    )  # fmt: skip
+    module.c_ref.fill_(-4.0) if c_ref == "auto" else None
+    return module
+
+
+def _grads(module: LaserModule) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in module.policy.parameters()]
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"])
+@pytest.mark.parametrize(("kl_beta", "c_ref"), [(0.0, "auto"), (0.1, "reference")])
+def test_micro_batch_size_does_not_change_the_gradient(agg: str, kl_beta: float, c_ref) -> None:
+    grads = []
+    for micro in (8, 3):
+        module = make_module(micro, kl_beta=kl_beta, c_ref=c_ref)
+        module.algo.loss_agg = agg
+        batch = PromptCollator(module.sampler.tokenizer)(PROMPTS)
+        rollout = module.sampler.sample(module.policy, batch, group_size=4, score=False)
+        assert rollout.finished.any() and not rollout.finished.all()
+        rewards = torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1])
+        adv = torch.linspace(-1, 1, 8)
+        module.policy.zero_grad()
+        stats = module.accumulate_gradients(
+            rollout, rewards, adv, module.reference_pass(rollout), 0.5
+        )
+        grads.append(_grads(module))
+        assert torch.isfinite(stats["loss/total"])
+    for full, micro in zip(*grads, strict=True):
+        torch.testing.assert_close(full, micro, rtol=1e-5, atol=1e-7)
+
+
+def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> None:
+    module = make_module(micro_batch_size=3)
+    before = [p.detach().clone() for p in module.policy.parameters()]
+    loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
+    trainer = L.Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        default_root_dir=tmp_path, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    after = list(module.policy.parameters())
+    unchanged = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if torch.equal(a, b)]
+    assert not unchanged, f"parameters {unchanged} did not change"
+    logged = set(trainer.logged_metrics)
+    expected = {
+        "train/reward/mean", "train/accuracy", "train/response/length/mean",
+        "train/policy/clipfrac", "train/policy/entropy", "train/self_reward/mse",
+        "train/self_verify/f1", "train/self_verify/acc_correct", "train/self_verify/auroc",
+        "train/policy/grad_norm", "train/loss/total",
+    }  # fmt: skip
+    assert expected <= logged, expected - logged

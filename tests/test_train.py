@@ -1,0 +1,80 @@
+"""End to end: `laser.run.train` on the fast debug preset (seconds on CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from laser.run import train
+from tests.conftest import compose_train
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_debug_run_trains_logs_checkpoints_and_exports(tmp_path: Path, capsys) -> None:
+    metrics, objects = train(compose_train(tmp_path))
+    run_dir = tmp_path / "run"
+    assert objects["trainer"].global_step == 4
+    rows = read_metrics(run_dir)
+    columns = set(rows[0])
+    for key in (
+        "train/reward/mean",
+        "train/self_verify/f1",
+        "val/accuracy",
+        "val/self_verify/auroc",
+    ):
+        assert key in columns, key
+    assert any(r["val/accuracy"] for r in rows) and any(r["train/loss/total"] for r in rows)
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "config.yaml").exists()
+    # the export loads with plain transformers and reproduces the trained policy's logits
+    policy = AutoModelForCausalLM.from_pretrained(run_dir / "policy")
+    tok = AutoTokenizer.from_pretrained(run_dir / "policy")
+    ids = torch.tensor([tok.encode("12+7=")])
+    trained = objects["module"].policy.eval()
+    torch.testing.assert_close(policy(ids).logits, trained(ids).logits)
+    info = json.loads((run_dir / "policy" / "self_reward.json").read_text())
+    assert info["token"] == "<reserved_0>" and info["c_ref"] == pytest.approx(
+        metrics["summary/c_ref"]
+    )
+    out = capsys.readouterr().out
+    assert "eval accuracy" in out and "self-reward F1" in out and str(run_dir) in out
+
+
+def test_grpo_baseline_runs_and_logs_the_untrained_score(tmp_path: Path) -> None:
+    metrics, _ = train(compose_train(tmp_path, ["algo=grpo"]))
+    assert "val/self_verify/f1" in metrics and "train/self_reward/mse" in metrics
+
+
+def test_resume_from_last_checkpoint_continues_the_run(tmp_path: Path) -> None:
+    first, _ = train(compose_train(tmp_path))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    resumed = compose_train(tmp_path / "resumed", [f"ckpt_path={ckpt}", "trainer.max_steps=6"])
+    second, objects = train(resumed)
+    assert objects["trainer"].global_step == 6
+    assert second["summary/c_ref"] == pytest.approx(
+        first["summary/c_ref"]
+    )  # restored, not re-estimated
+
+
+def test_base_policy_warm_up_is_cached(tmp_path: Path) -> None:
+    train(compose_train(tmp_path))
+    cached = list((tmp_path / "cache" / "base_policy").iterdir())
+    stamp = [p.stat().st_mtime_ns for p in cached]
+    train(compose_train(tmp_path, ["trainer.max_steps=2"]))
+    assert list((tmp_path / "cache" / "base_policy").iterdir()) == cached
+    assert [p.stat().st_mtime_ns for p in cached] == stamp
+
+
+def test_same_seed_gives_the_same_metrics(tmp_path: Path) -> None:
+    a, _ = train(compose_train(tmp_path / "a"))
+    b, _ = train(compose_train(tmp_path / "b"))
+    assert a == pytest.approx(b, nan_ok=True)
