@@ -47,9 +47,14 @@ def make_trainer(cfg: DictConfig) -> L.Trainer:
 
 def make_samplers(run: RunConfig, tokenizer, token_id: int | None, seed: int):
     ro = run.rollout
-    common = dict(max_new_tokens=ro.max_new_tokens, top_p=ro.top_p, micro_batch_size=ro.micro_batch_size)
-    train = Sampler(tokenizer, temperature=ro.temperature, self_reward_id=token_id, seed=seed, **common)
-    evals = Sampler(tokenizer, temperature=ro.eval_temperature, self_reward_id=token_id, seed=seed + 1, **common)  # fmt: skip
+    common = dict(
+        max_new_tokens=ro.max_new_tokens,
+        top_p=ro.top_p,
+        micro_batch_size=ro.micro_batch_size,
+        self_reward_id=token_id,
+    )
+    train = Sampler(tokenizer, temperature=ro.temperature, seed=seed, **common)
+    evals = Sampler(tokenizer, temperature=ro.eval_temperature, seed=seed + 1, **common)
     return train, evals
 
 

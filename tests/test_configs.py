@@ -10,7 +10,8 @@ from omegaconf.errors import ValidationError
 
 from laser.configs import validate
 from laser.run import train
-from tests.conftest import compose_train
+
+from helpers import compose_train
 
 GROUP_CHOICES = [[], ["algo=grpo"], ["logger=csv"], ["callbacks=none"]]
 
@@ -82,9 +83,7 @@ def test_missing_model_path_fails_before_anything(tmp_path: Path) -> None:
 def test_constant_c_ref_too_high_for_beta_v_fails_before_training(tmp_path: Path) -> None:
     # target log-prob c_ref + 1/beta_v = -5 + 10 = 5 > -3: the approximation cannot hold
     sr = "algo.self_reward"
-    cfg = compose_train(
-        tmp_path, [f"{sr}.c_ref=-5", f"{sr}.beta_v=0.1", f"{sr}.max_target_logprob=-3"]
-    )
+    cfg = compose_train(tmp_path, [f"{sr}.c_ref=-5", f"{sr}.beta_v=0.1", f"{sr}.max_target_logprob=-3"])
     with pytest.raises(ValueError, match="beta_v"):
         train(cfg)
     assert _nothing_built(tmp_path)

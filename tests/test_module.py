@@ -32,9 +32,7 @@ def make_module(micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto") -> La
         kl_beta=kl_beta,
         self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9),
     )
-    reference = build_tiny_model(
-        tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
-    )
+    reference = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
     module = LaserModule(
         policy, sampler, sampler, Verifier(), algo, OptimConfig(), z,
         reference=reference if algo.needs_reference else None,
@@ -60,9 +58,7 @@ def test_micro_batch_size_does_not_change_the_gradient(agg: str, kl_beta: float,
         rewards = torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1])
         adv = torch.linspace(-1, 1, 8)
         module.policy.zero_grad()
-        stats = module.accumulate_gradients(
-            rollout, rewards, adv, module.reference_pass(rollout), 0.5
-        )
+        stats = module.accumulate_gradients(rollout, rewards, adv, module.reference_pass(rollout), 0.5)
         grads.append(_grads(module))
         assert torch.isfinite(stats["loss/total"])
     for full, micro in zip(*grads, strict=True):

@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from laser.run import train
-from tests.conftest import compose_train
+
+from helpers import compose_train
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -42,9 +43,7 @@ def test_debug_run_trains_logs_checkpoints_and_exports(tmp_path: Path, capsys) -
     trained = objects["module"].policy.eval()
     torch.testing.assert_close(policy(ids).logits, trained(ids).logits)
     info = json.loads((run_dir / "policy" / "self_reward.json").read_text())
-    assert info["token"] == "<reserved_0>" and info["c_ref"] == pytest.approx(
-        metrics["summary/c_ref"]
-    )
+    assert info["token"] == "<reserved_0>" and info["c_ref"] == pytest.approx(metrics["summary/c_ref"])
     out = capsys.readouterr().out
     assert "eval accuracy" in out and "self-reward F1" in out and str(run_dir) in out
 
@@ -60,9 +59,7 @@ def test_resume_from_last_checkpoint_continues_the_run(tmp_path: Path) -> None:
     resumed = compose_train(tmp_path / "resumed", [f"ckpt_path={ckpt}", "trainer.max_steps=6"])
     second, objects = train(resumed)
     assert objects["trainer"].global_step == 6
-    assert second["summary/c_ref"] == pytest.approx(
-        first["summary/c_ref"]
-    )  # restored, not re-estimated
+    assert second["summary/c_ref"] == pytest.approx(first["summary/c_ref"])  # restored, not re-estimated
 
 
 def test_base_policy_warm_up_is_cached(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def sample_next(
     probs = torch.softmax(logits / temperature, dim=-1)  # (N, V)
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set with mass >= top_p
+        outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest set with mass >= top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

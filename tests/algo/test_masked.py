@@ -46,9 +46,7 @@ def test_aggregate_loss_explicit_normalisers():
 def test_rows_without_valid_tokens_contribute_nothing(mode):
     loss = torch.cat([LOSS, torch.tensor([[7.0, 8.0, 9.0]])])
     mask = torch.cat([MASK, torch.zeros(1, 3, dtype=torch.bool)])
-    assert aggregate_loss(loss, mask, mode).item() == pytest.approx(
-        aggregate_loss(LOSS, MASK, mode).item()
-    )
+    assert aggregate_loss(loss, mask, mode).item() == pytest.approx(aggregate_loss(LOSS, MASK, mode).item())
 
 
 @pytest.mark.parametrize("mode", MODES)

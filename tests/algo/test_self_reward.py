@@ -97,9 +97,7 @@ def test_balanced_weights_give_each_class_equal_total_weight(n_c, n_i):
 
 def test_empty_class_gets_weight_zero():
     # all correct: N_i = 0 -> w_c = 2 / (2 * 2) = 0.5; loss = 0.5 * (0.25 + 0) / 2
-    loss, stats = self_reward_mse(
-        torch.tensor([0.5, 1.0]), torch.ones(2), torch.ones(2, dtype=torch.bool)
-    )
+    loss, stats = self_reward_mse(torch.tensor([0.5, 1.0]), torch.ones(2), torch.ones(2, dtype=torch.bool))
     assert loss.item() == pytest.approx(0.0625)
     assert "self_reward/score_incorrect/mean" not in stats
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts: `python -m laser.benchmarks.<name>`. They print ratios measured side by side."""

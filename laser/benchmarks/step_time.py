@@ -1,0 +1,133 @@
+"""LaSeR vs GRPO training-step time, and the in-rollout score's share of generation time.
+
+    python -m laser.benchmarks.step_time [--rounds 5] [--steps 12] [--threads 2] [overrides ...]
+
+Both algorithms start from the same base policy (the default config's, built or loaded from the
+cache) and run the same prompts, interleaved round by round in one process with pinned torch threads.
+LaSeR runs with both warm-ups at 0, so every step pays for everything it adds: the in-rollout score
+step, the MSE and the advantage mixing. Medians over all timed steps are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from dataclasses import asdict, replace
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from laser.configs import validate
+from laser.data.arithmetic import arithmetic_dataset
+from laser.data.datamodule import PromptDataModule
+from laser.lit.module import LaserModule
+from laser.models.factory import make_base_policy
+from laser.models.loading import load_tokenizer
+from laser.rewards.verifier import Verifier
+from laser.run import check_self_reward, make_samplers
+from laser.utils.compose import compose_config
+
+
+class StepTimer(Callback):
+    """Wall time of each training batch (rollout, verification and update)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_start(self, *args) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, *args) -> None:
+        self.times.append(time.perf_counter() - self._start)
+
+
+def time_steps(run, algo, base, tokenizer, datamodule, token_id, steps: int, seed: int) -> list[float]:
+    """Per-step times of `steps` training steps from a fresh copy of the base policy."""
+    L.seed_everything(seed, verbose=False)
+    module = LaserModule(
+        copy.deepcopy(base),
+        *make_samplers(run, tokenizer, token_id, seed),
+        verifier=Verifier(),
+        algo=algo,
+        optim=run.optim,
+        self_reward_id=token_id,
+    )
+    module.c_ref.fill_(-20.0)
+    timer = StepTimer()
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return timer.times[1:]  # the first step pays one-off start-up costs
+
+
+def score_share(run, base, tokenizer, datamodule, token_id, repeats: int) -> tuple[float, float]:
+    """Median generation time of the same samples without and with the in-rollout score."""
+    sampler, _ = make_samplers(run, tokenizer, token_id, seed=0)
+    batch = datamodule.sample_prompts(run.data.batch_size)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(repeats):
+        for score in (False, True) if i % 2 else (True, False):
+            sampler.generator.manual_seed(i)
+            start = time.perf_counter()
+            sampler.sample(base, batch, run.algo.group_size, score=score)
+            times[score].append(time.perf_counter() - start)
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=12, help="training steps per algorithm per round")
+    parser.add_argument("--repeats", type=int, default=60, help="generation repeats for the score share")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the default config")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    paths = ["paths.output_dir=outputs/benchmarks", "paths.root_dir=."]
+    cfg = compose_config([*paths, *args.overrides])
+    run = validate(cfg)
+    tokenizer = load_tokenizer(run.model.name_or_path)
+    token_id = check_self_reward(run, tokenizer)
+    data = arithmetic_dataset(**asdict(run.data.task))
+    datamodule = PromptDataModule(lambda: data, tokenizer, run.data.batch_size, run.data.eval_batch_size)
+    datamodule.setup()
+    base = make_base_policy(
+        run.model, tokenizer, data["train"], asdict(run.data.task), cfg.paths.cache_dir, 0
+    )
+
+    sr = replace(run.algo.self_reward, reasoning_warmup_steps=0, self_reward_warmup_steps=0)
+    algos = {
+        "laser": replace(run.algo, self_reward=sr),
+        "grpo": replace(run.algo, name="grpo", self_reward=replace(sr, alpha=0.0, tau=0.0)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in algos}
+    for r in range(args.rounds):
+        order = list(algos) if r % 2 == 0 else list(reversed(algos))
+        for name in order:
+            times[name] += time_steps(run, algos[name], base, tokenizer, datamodule, token_id, args.steps, r)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    no_score, with_score = score_share(run, base, tokenizer, datamodule, token_id, args.repeats)
+
+    print(f"threads={args.threads} rounds={args.rounds} steps/round={args.steps}")
+    print(f"GRPO  step time (median of {len(times['grpo'])}): {med['grpo'] * 1e3:8.1f} ms")
+    print(f"LaSeR step time (median of {len(times['laser'])}): {med['laser'] * 1e3:8.1f} ms")
+    print(f"LaSeR / GRPO step-time ratio: {med['laser'] / med['grpo']:.3f}  (target <= 1.03)")
+    print(f"generation without score (median of {args.repeats}): {no_score * 1e3:8.1f} ms")
+    print(f"generation with in-rollout score:            {with_score * 1e3:8.1f} ms")
+    share = (with_score - no_score) / with_score
+    print(f"score share of generation time: {100 * share:.2f}%  (target <= 3%)")
+
+
+if __name__ == "__main__":
+    main()

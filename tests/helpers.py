@@ -1,0 +1,115 @@
+"""Shared test helpers: a scripted bigram LM, tiny real models, logit biases and forward counters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from laser.models.char_tokenizer import build_char_tokenizer
+from laser.models.loading import build_tiny_model
+from laser.utils.compose import compose_config
+
+_CHAR_TOKENIZER = None
+
+
+def char_tokenizer():
+    """The project's character tokenizer (built once per test session; treat as read-only)."""
+    global _CHAR_TOKENIZER
+    if _CHAR_TOKENIZER is None:
+        _CHAR_TOKENIZER = build_char_tokenizer()
+    return _CHAR_TOKENIZER
+
+
+def tiny_model(tok=None, seed: int = 0, arch: str = "llama") -> torch.nn.Module:
+    """A 1-layer, 32-wide random causal LM over the char tokenizer, in eval mode (float32).
+
+    `arch="gpt2"` has learned absolute position embeddings, so wrong position ids change its outputs
+    (Llama's rotary embeddings are blind to a common shift of all positions).
+    """
+    tok = tok if tok is not None else char_tokenizer()
+    model = build_tiny_model(
+        tok, arch=arch, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=seed
+    )
+    return model.eval()
+
+
+def add_logit_bias(model: torch.nn.Module, biases: dict[int, float]) -> torch.nn.Module:
+    """Give `model.lm_head` (a bias-free Linear) a bias: `biases[id]` added to that token's logit."""
+    head = model.lm_head
+    bias = torch.zeros(head.out_features)
+    for token_id, value in biases.items():
+        bias[token_id] = value
+    head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    return model
+
+
+def count_forwards(model: torch.nn.Module) -> list[int]:
+    """A one-element list incremented by every call of `model(...)`."""
+    calls = [0]
+
+    def hook(module, args, output):
+        calls[0] += 1
+
+    model.register_forward_hook(hook)
+    return calls
+
+
+def encode_prompts(tok, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """BOS + characters of each prompt, left-padded with the pad id: ids and mask (N, P)."""
+    seqs = [[tok.bos_token_id, *tok.encode(p, add_special_tokens=False)] for p in prompts]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s)
+        mask[i, width - len(s) :] = 1
+    return ids, mask
+
+
+class BigramLM(torch.nn.Module):
+    """A scripted causal LM: the next-token logits are `table[current token]`.
+
+    It ignores positions and the attention mask, so its outputs are computable by hand; it follows
+    the transformers call convention used by laser (`cache` in and out, `logits_to_keep`).
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = table.float()  # (V, V)
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        use_cache=None,
+        cache=None,
+        logits_to_keep=0,
+        **kwargs,
+    ):
+        logits = self.table[input_ids]  # (N, L, V)
+        if logits_to_keep:
+            logits = logits[:, -logits_to_keep:]
+        return SimpleNamespace(logits=logits, cache=(cache or 0) + 1 if use_cache else None)
+
+
+def chain_table(vocab_size: int, successors: dict[int, int], high: float = 5.0) -> torch.Tensor:
+    """A bigram table whose argmax after token a is successors[a]; all other logits are 0."""
+    table = torch.zeros(vocab_size, vocab_size)
+    for a, b in successors.items():
+        table[a, b] = high
+    return table
+
+
+def compose_train(tmp_path: Path, overrides: list[str] = (), debug: str | None = "fast"):
+    """The training config as `python -m laser.run debug=<debug> <overrides>` would compose it."""
+    base = [
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    if debug:
+        base.append(f"debug={debug}")
+    return compose_config([*base, *overrides])

@@ -1,0 +1,447 @@
+"""Tests for laser.rollout: sampling, the in-rollout self-reward score, log-probs and batches."""
+
+import math
+
+import pytest
+import torch
+
+from laser.rollout.generate import generate, position_ids_from_mask, sample_next
+from laser.rollout.logprobs import sequence_logprobs
+from laser.rollout.tokens import resolve_single_token
+from laser.rollout.types import Rollout
+
+from helpers import (
+    BigramLM,
+    add_logit_bias,
+    chain_table,
+    char_tokenizer,
+    count_forwards,
+    encode_prompts,
+    tiny_model,
+)
+
+PROMPTS = ["1+2=", "12+30-4=", "7=", "40-39+1=", "3*3=", "11=", "25-5=", "9*9-1="]
+
+# Scripted bigram vocabulary: pad 0, bos 1, eos 2, z 3, others 4..7.
+# Greedy chains: 4 -> 5 -> EOS, 6 -> 7 -> 6 -> ... (never ends).
+PAD, BOS, EOS, Z, V = 0, 1, 2, 3, 8
+
+
+def bigram() -> BigramLM:
+    table = chain_table(V, {4: 5, 5: EOS, 6: 7, 7: 6})
+    table[EOS, Z] = 1.5  # the distribution after EOS: log p(z) = 1.5 - log(7 + e^1.5)
+    return BigramLM(table)
+
+
+Z_AFTER_EOS = 1.5 - math.log(7 + math.exp(1.5))
+
+
+def self_reward_id(tok) -> int:
+    return tok.convert_tokens_to_ids("<reserved_0>")
+
+
+def peaked_model(tok, eos_bias: float, scale: float = 20.0, arch: str = "llama") -> torch.nn.Module:
+    """A tiny model with sharpened logits (so that scores vary) and EOS made likely."""
+    model = tiny_model(tok, arch=arch)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(scale)
+    return add_logit_bias(model, {tok.eos_token_id: eos_bias})
+
+
+def gen(model, tok, ids, mask, **kw):
+    kw.setdefault("max_new_tokens", 8)
+    return generate(model, ids, mask, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, **kw)
+
+
+# ---------------------------------------------------------------- resolve_single_token
+
+
+def test_resolve_single_token():
+    tok = char_tokenizer()
+    assert resolve_single_token(tok, "<reserved_0>", "algo.self_reward.token") == 4
+    assert resolve_single_token(tok, "#", "k") == tok.encode("#", add_special_tokens=False)[0]
+    for bad in ("ab", tok.eos_token, tok.pad_token, "é", ""):
+        with pytest.raises(ValueError, match=r"algo\.self_reward\.token"):
+            resolve_single_token(tok, bad, "algo.self_reward.token")
+
+
+# ---------------------------------------------------------------- generate: scripted model
+
+
+def test_position_ids_skip_left_padding():
+    mask = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]])
+    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1], [0, 0, 1, 2], [0, 1, 2, 3]]
+
+
+def test_masks_finished_and_nan_score_for_truncated_rows():
+    ids = torch.tensor([[PAD, BOS, 4], [BOS, 7, 6]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    r = generate(
+        bigram(),
+        ids,
+        mask,
+        eos_id=EOS,
+        pad_id=PAD,
+        max_new_tokens=3,
+        temperature=0.0,
+        self_reward_id=Z,
+    )
+    assert r.response_ids.tolist() == [[5, EOS, PAD], [7, 6, 7]]
+    assert r.response_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert r.finished.tolist() == [True, False]
+    assert r.lengths.tolist() == [2, 3]
+    assert r.z_logp[0].item() == pytest.approx(Z_AFTER_EOS, abs=1e-6)
+    assert math.isnan(r.z_logp[1].item())
+    assert torch.equal(r.prompt_ids, ids) and torch.equal(r.prompt_mask, mask)
+
+
+def test_score_false_or_no_self_reward_token_gives_no_z_logp():
+    ids, mask = torch.tensor([[BOS, 4]]), torch.tensor([[1, 1]])
+    kw = {"eos_id": EOS, "pad_id": PAD, "max_new_tokens": 4, "temperature": 0.0}
+    assert generate(bigram(), ids, mask, self_reward_id=Z, score=False, **kw).z_logp is None
+    assert generate(bigram(), ids, mask, self_reward_id=None, score=True, **kw).z_logp is None
+
+
+def test_response_mask_stops_at_first_eos_when_pad_is_eos():
+    ids, mask = torch.tensor([[BOS, 4], [BOS, 5]]), torch.tensor([[1, 1], [1, 1]])
+    r = generate(
+        bigram(),
+        ids,
+        mask,
+        eos_id=EOS,
+        pad_id=EOS,
+        max_new_tokens=5,
+        temperature=0.0,
+        self_reward_id=Z,
+    )
+    # row 1 ends at once; the batch stops when all rows are done
+    assert r.response_ids.tolist() == [[5, EOS], [EOS, EOS]]
+    assert r.response_mask.tolist() == [[1, 1], [1, 0]]
+    assert r.finished.tolist() == [True, True]
+    assert r.z_logp.tolist() == pytest.approx([Z_AFTER_EOS, Z_AFTER_EOS], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("last_tokens", "max_new_tokens", "plain", "scored"),
+    [
+        # rows end at different steps, the last EOS at step 1: 2 forwards, +1 to read its score
+        ([5, 4], 10, 2, 3),
+        # the EOS comes at the final allowed step: +1 forward to score it
+        ([4, 4], 2, 2, 3),
+        # nothing finishes: nothing to score, no extra forward
+        ([6, 7], 3, 3, 3),
+    ],
+)
+def test_scoring_costs_at_most_one_extra_forward_scripted(last_tokens, max_new_tokens, plain, scored):
+    ids = torch.tensor([[BOS, t] for t in last_tokens])
+    mask = torch.ones_like(ids)
+    calls = {}
+    for score in (False, True):
+        model = bigram()
+        counter = count_forwards(model)
+        r = generate(
+            model,
+            ids,
+            mask,
+            eos_id=EOS,
+            pad_id=PAD,
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            self_reward_id=Z,
+            score=score,
+        )
+        calls[score] = counter[0]
+    assert calls == {False: plain, True: scored}
+    finished = r.finished
+    assert torch.isnan(r.z_logp).eq(~finished).all()
+    assert r.z_logp[finished].tolist() == pytest.approx([Z_AFTER_EOS] * int(finished.sum()))
+
+
+# ---------------------------------------------------------------- generate: tiny transformer
+
+
+@pytest.mark.parametrize(("arch", "eos_bias"), [("llama", 4.0), ("gpt2", 3.0)])
+def test_in_rollout_score_matches_full_forward(arch, eos_bias):
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    model = peaked_model(tok, eos_bias=eos_bias, arch=arch)
+    ids, mask = encode_prompts(tok, PROMPTS)
+    assert len(set(mask.sum(-1).tolist())) > 3  # left padding of several widths
+    r = gen(
+        model,
+        tok,
+        ids,
+        mask,
+        temperature=0.7,
+        self_reward_id=z,
+        generator=torch.Generator().manual_seed(0),
+    )
+    fin = r.finished
+    assert fin.sum() >= 3 and not fin.all()  # some finished rows, and a truncated one
+    assert len(set(r.lengths[fin].tolist())) >= 2  # rows finish at different steps
+    full = sequence_logprobs(model, r, z, temperature=0.7)
+    assert torch.allclose(r.z_logp[fin], full.z_logp[fin], atol=1e-4, rtol=0)
+    assert torch.isnan(r.z_logp[~fin]).all()
+    assert (full.z_logp[~fin] == 0).all()
+    # the scores differ between rows by far more than the tolerance, so a misplaced read would show
+    assert r.z_logp[fin].max() - r.z_logp[fin].min() > 0.1
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_batched_greedy_matches_one_prompt_at_a_time(arch):
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    model = peaked_model(tok, eos_bias=0.0, arch=arch)
+    prompts = PROMPTS[:5]
+    ids, mask = encode_prompts(tok, prompts)
+    batched = gen(model, tok, ids, mask, temperature=0.0, self_reward_id=z, max_new_tokens=6)
+    full_batched = sequence_logprobs(model, batched, z)
+    for i, prompt in enumerate(prompts):
+        one_ids, one_mask = encode_prompts(tok, [prompt])
+        alone = gen(model, tok, one_ids, one_mask, temperature=0.0, self_reward_id=z, max_new_tokens=6)
+        n = int(alone.lengths[0])
+        assert batched.response_ids[i, :n].tolist() == alone.response_ids[0, :n].tolist()
+        assert int(batched.lengths[i]) == n
+        full_alone = sequence_logprobs(model, alone, z)
+        torch.testing.assert_close(full_batched.logp[i, :n], full_alone.logp[0, :n], atol=1e-4, rtol=0)
+    if arch == "gpt2":  # absolute positions: the responses depend on the prompt (and its padding)
+        assert len({tuple(row) for row in batched.response_ids.tolist()}) > 1
+
+
+def test_self_reward_token_is_never_sampled():
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    model = add_logit_bias(tiny_model(tok), {z: 30.0})
+    ids, mask = encode_prompts(tok, PROMPTS[:4])
+    for temperature, top_p in ((1.0, 1.0), (0.7, 0.9), (0.0, 1.0)):
+        r = gen(
+            model,
+            tok,
+            ids,
+            mask,
+            temperature=temperature,
+            top_p=top_p,
+            self_reward_id=z,
+            max_new_tokens=5,
+            generator=torch.Generator().manual_seed(1),
+        )
+        assert not (r.response_ids == z).any()
+    unbanned = gen(
+        model,
+        tok,
+        ids,
+        mask,
+        temperature=1.0,
+        self_reward_id=None,
+        max_new_tokens=5,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert (unbanned.response_ids == z).all()
+
+
+def test_scoring_adds_at_most_one_forward_and_keeps_samples():
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    ids, mask = encode_prompts(tok, PROMPTS)
+    calls, rollouts = {}, {}
+    for score in (False, True):
+        model = peaked_model(tok, eos_bias=4.0)
+        counter = count_forwards(model)
+        rollouts[score] = gen(
+            model,
+            tok,
+            ids,
+            mask,
+            temperature=0.7,
+            self_reward_id=z,
+            score=score,
+            generator=torch.Generator().manual_seed(0),
+        )
+        calls[score] = counter[0]
+    assert torch.equal(rollouts[False].response_ids, rollouts[True].response_ids)
+    width = rollouts[False].response_ids.shape[1]
+    assert calls[False] == width  # one prompt forward, then one per further token
+    assert calls[False] <= calls[True] <= calls[False] + 1
+
+
+# ---------------------------------------------------------------- sample_next
+
+
+def test_sample_next_small_top_p_is_argmax():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(0)) * 0.3
+    many = logits.repeat(100, 1)  # (400, 10): 100 draws per row
+    gen_ = torch.Generator().manual_seed(0)
+    draws = sample_next(many, 1.0, 1e-3, [], gen_)
+    assert (draws == many.argmax(-1)).all()
+    # sanity: without top_p the same distribution yields other tokens too
+    assert (sample_next(many, 1.0, 1.0, [], gen_) != many.argmax(-1)).any()
+
+
+def test_sample_next_top_p_keeps_the_nucleus():
+    # p = (0.5, 0.3, 0.2): the smallest set with mass >= 0.6 is {0, 1}
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log().expand(2000, 3)
+    draws = sample_next(logits, 1.0, 0.6, [], torch.Generator().manual_seed(0))
+    assert set(draws.tolist()) == {0, 1}
+    assert (draws == 0).float().mean().item() == pytest.approx(0.5 / 0.8, abs=0.05)
+
+
+def test_sample_next_top_p_exact_boundary_keeps_the_smallest_set():
+    # p = (0.5, 0.25, 0.25) exactly: the smallest set with mass >= 0.5 is {0} alone
+    logits = torch.tensor([[0.5, 0.25, 0.25]]).log().expand(500, 3)
+    draws = sample_next(logits, 1.0, 0.5, [], torch.Generator().manual_seed(0))
+    assert set(draws.tolist()) == {0}
+
+
+def test_sample_next_banned_ids_never_drawn():
+    logits = torch.zeros(3, 6)
+    logits[:, 2] = 50.0  # banned and otherwise certain
+    logits[:, 4] = 1.0
+    many = logits.repeat(100, 1)
+    gen_ = torch.Generator().manual_seed(0)
+    for temperature, top_p in ((1.0, 1.0), (2.0, 0.5), (0.5, 1.0)):
+        draws = sample_next(many, temperature, top_p, [2, 5], gen_)
+        assert not ((draws == 2) | (draws == 5)).any()
+        assert set(draws.tolist()) <= {0, 1, 3, 4}
+    assert sample_next(logits, 0.0, 1.0, [2], None).tolist() == [4, 4, 4]
+    assert sample_next(logits, 0.0, 1.0, [], None).tolist() == [2, 2, 2]
+
+
+def test_sample_next_temperature_sharpens():
+    logits = torch.tensor([[1.0, 0.0]]).expand(4000, 2)
+    cold = sample_next(logits, 0.25, 1.0, [], torch.Generator().manual_seed(0))
+    hot = sample_next(logits, 4.0, 1.0, [], torch.Generator().manual_seed(0))
+    p_cold, p_hot = 1 / (1 + math.exp(-4)), 1 / (1 + math.exp(-0.25))
+    assert (cold == 0).float().mean().item() == pytest.approx(p_cold, abs=0.03)
+    assert (hot == 0).float().mean().item() == pytest.approx(p_hot, abs=0.03)
+
+
+# ---------------------------------------------------------------- Rollout batches
+
+
+def make_rollout(n: int, p: int, r: int, start: int, z: bool = True) -> Rollout:
+    ar = torch.arange(start, start + n)
+    return Rollout(
+        prompt_ids=ar[:, None].expand(n, p).clone() + 10,
+        prompt_mask=torch.ones(n, p, dtype=torch.long),
+        response_ids=ar[:, None].expand(n, r).clone() + 20,
+        response_mask=torch.ones(n, r, dtype=torch.long),
+        finished=ar % 2 == 0,
+        z_logp=-ar.float() if z else None,
+    )
+
+
+def test_rollout_cat_repads_left_prompts_and_right_responses():
+    a, b = make_rollout(1, 1, 3, 0), make_rollout(2, 3, 1, 1)
+    c = Rollout.cat([a, b], pad_id=0)
+    assert c.prompt_ids.tolist() == [[0, 0, 10], [11, 11, 11], [12, 12, 12]]
+    assert c.prompt_mask.tolist() == [[0, 0, 1], [1, 1, 1], [1, 1, 1]]
+    assert c.response_ids.tolist() == [[20, 20, 20], [21, 0, 0], [22, 0, 0]]
+    assert c.response_mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 0, 0]]
+    assert c.finished.tolist() == [True, False, True]
+    assert c.z_logp.tolist() == [0.0, -1.0, -2.0]
+    assert c.lengths.tolist() == [3, 1, 1]
+    assert Rollout.cat([a, make_rollout(1, 1, 1, 5, z=False)], pad_id=0).z_logp is None
+
+
+def test_rollout_rows_and_split():
+    ro = make_rollout(5, 2, 3, 0)
+    parts = ro.split(2)
+    assert [len(p) for p in parts] == [2, 2, 1]
+    assert parts[1].prompt_ids[:, 0].tolist() == [12, 13]
+    assert parts[2].z_logp.tolist() == [-4.0]
+    back = Rollout.cat(parts, pad_id=0)
+    for name in (
+        "prompt_ids",
+        "prompt_mask",
+        "response_ids",
+        "response_mask",
+        "finished",
+        "z_logp",
+    ):
+        assert torch.equal(getattr(back, name), getattr(ro, name))
+    picked = ro.rows(torch.tensor([4, 0]))
+    assert picked.response_ids[:, 0].tolist() == [24, 20]
+    assert picked.finished.tolist() == [True, True]
+    no_z = make_rollout(3, 1, 1, 0, z=False).rows(slice(1, 3))
+    assert len(no_z) == 2 and no_z.z_logp is None
+
+
+# ---------------------------------------------------------------- sequence_logprobs
+
+
+def test_sequence_logprobs_scripted_hand_values():
+    table = bigram().table
+    ro = Rollout(
+        prompt_ids=torch.tensor([[PAD, BOS, 4], [BOS, 7, 6]]),
+        prompt_mask=torch.tensor([[0, 1, 1], [1, 1, 1]]),
+        response_ids=torch.tensor([[5, EOS, PAD], [7, 6, 7]]),
+        response_mask=torch.tensor([[1, 1, 0], [1, 1, 1]]),
+        finished=torch.tensor([True, False]),
+    )
+    for temperature in (1.0, 2.0):
+        out = sequence_logprobs(bigram(), ro, Z, temperature=temperature, with_entropy=True)
+        ls = torch.log_softmax(table / temperature, -1)
+        expected = [[ls[4, 5], ls[5, EOS], 0.0], [ls[6, 7], ls[7, 6], ls[6, 7]]]
+        torch.testing.assert_close(out.logp, torch.tensor(expected))
+        # z is read after EOS at temperature 1, and is 0 for the truncated row
+        torch.testing.assert_close(out.z_logp, torch.tensor([Z_AFTER_EOS, 0.0]))
+        ent = -(ls.exp() * ls).sum(-1)
+        torch.testing.assert_close(out.entropy[1], ent[[6, 7, 6]])
+    assert sequence_logprobs(bigram(), ro, None).z_logp.tolist() == [0.0, 0.0]
+    assert sequence_logprobs(bigram(), ro, Z).entropy is None
+
+
+def test_sequence_logprobs_matches_manual_forward_and_padding():
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    model = peaked_model(tok, eos_bias=0.0, scale=5.0)
+    prompt, _ = encode_prompts(tok, ["12+3="])
+    response = torch.tensor([[*tok.encode("15 #", add_special_tokens=False), tok.eos_token_id]])
+    p, r = prompt.shape[1], response.shape[1]
+    single = Rollout(
+        prompt_ids=prompt,
+        prompt_mask=torch.ones_like(prompt),
+        response_ids=response,
+        response_mask=torch.ones_like(response),
+        finished=torch.tensor([True]),
+    )
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prompt, response], -1)).logits[0]  # (P + R, V)
+        out = sequence_logprobs(model, single, z)
+        hot = sequence_logprobs(model, single, z, temperature=2.0)
+    for t in range(r):
+        assert out.logp[0, t].item() == pytest.approx(
+            torch.log_softmax(logits[p - 1 + t], -1)[response[0, t]].item(), abs=1e-5
+        )
+        assert hot.logp[0, t].item() == pytest.approx(
+            torch.log_softmax(logits[p - 1 + t] / 2, -1)[response[0, t]].item(), abs=1e-5
+        )
+    z_manual = torch.log_softmax(logits[p + r - 1], -1)[z].item()
+    assert out.z_logp.item() == pytest.approx(z_manual, abs=1e-5)
+    assert hot.z_logp.item() == pytest.approx(z_manual, abs=1e-5)  # z is read at temperature 1
+    assert not torch.allclose(out.logp, hot.logp, atol=1e-3)
+
+    # the same row left-padded, beside a longer row, with padding after its EOS: same values, and
+    # exactly 0 on masked response positions
+    other_prompt, _ = encode_prompts(tok, ["40-39+1="])
+    width = other_prompt.shape[1]
+    pad = tok.pad_token_id
+    batch = Rollout(
+        prompt_ids=torch.cat([torch.full((1, width - p), pad), prompt], -1).expand(1, -1),
+        prompt_mask=torch.cat([torch.zeros(1, width - p), torch.ones(1, p)], -1).long(),
+        response_ids=torch.cat([response, torch.full((1, 2), pad)], -1),
+        response_mask=torch.cat([torch.ones(1, r), torch.zeros(1, 2)], -1).long(),
+        finished=torch.tensor([True]),
+    )
+    batch = Rollout.cat([batch, make_rollout(1, width, r + 2, 30)], pad_id=pad)
+    with torch.no_grad():
+        padded = sequence_logprobs(model, batch, z)
+    torch.testing.assert_close(padded.logp[0, :r], out.logp[0], atol=1e-4, rtol=0)
+    assert padded.logp[0, r:].tolist() == [0.0, 0.0]
+    assert padded.z_logp[0].item() == pytest.approx(out.z_logp.item(), abs=1e-4)
