@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from laser.rollout.tokens import resolve_single_token
 
 log = logging.getLogger(__name__)
 register_schemas()
+# one optimiser step per batch: checkpoints hold the state after it, which is what resuming needs
+warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
 
 def check_self_reward(run: RunConfig, tokenizer) -> int | None:
@@ -129,18 +133,29 @@ def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: 
     print("\n".join(lines), flush=True)
 
 
-def get_metric_value(metrics: dict[str, float], name: str | None) -> float | None:
-    """The metric a sweeper optimises; a clear error when the run did not log it."""
+def get_metric_value(
+    metrics: dict[str, float], name: str | Sequence[str] | None
+) -> float | list[float] | None:
+    """The metric a sweeper optimises (a list of them for a multi-objective sweep); a clear error
+    when the run did not log one."""
     if not name:
         return None
+    if not isinstance(name, str):
+        return [get_metric_value(metrics, n) for n in name]
     if name not in metrics:
         raise KeyError(f"optimized_metric={name!r} was not logged; logged: {sorted(metrics)}")
     return metrics[name]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
+def main(cfg: DictConfig) -> float | list[float] | None:
+    try:
+        metrics, _ = train(cfg)
+    finally:  # close the W&B run even when training fails, so multiruns do not inherit it
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
     return get_metric_value(metrics, cfg.get("optimized_metric"))
 
 

@@ -5,6 +5,7 @@ from laser.algo.kl import kl_estimate, kl_penalty
 from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
 from laser.algo.objective import laser_objective
 from laser.algo.policy_loss import clipped_policy_loss
+from laser.algo.scaling import best_of_k, pass_at_k, scaling_curves, vote
 from laser.algo.schedule import self_reward_phase
 from laser.algo.self_reward import (
     auroc,
@@ -18,6 +19,7 @@ from laser.algo.stats import summarize
 __all__ = [
     "aggregate_loss",
     "auroc",
+    "best_of_k",
     "check_c_ref",
     "clipped_policy_loss",
     "group_advantages",
@@ -26,10 +28,13 @@ __all__ = [
     "laser_objective",
     "masked_mean",
     "masked_sum",
+    "pass_at_k",
+    "scaling_curves",
     "self_reward_advantages",
     "self_reward_mse",
     "self_reward_phase",
     "self_reward_score",
     "self_verify_metrics",
     "summarize",
+    "vote",
 ]

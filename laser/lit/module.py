@@ -26,7 +26,7 @@ from laser.rollout.sampler import Sampler
 from laser.rollout.types import Rollout
 
 log = logging.getLogger(__name__)
-PROGRESS_BAR = ("reward/mean", "self_verify/f1")
+PROGRESS_BAR = ("reward/mean", "accuracy", "self_verify/f1")
 
 
 class LaserModule(LightningModule):

@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,8 +99,11 @@ def cached_model(cache_dir: str | Path, key: str, make: Callable[[], torch.nn.Mo
         log.info("base policy: loading cached warm-up from %s", path)
         return AutoModelForCausalLM.from_pretrained(path)
     model = make()
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     model.save_pretrained(tmp)
-    tmp.replace(path) if not path.exists() else None
+    if path.exists():  # another process made it meanwhile: keep theirs
+        shutil.rmtree(tmp)
+    else:
+        tmp.replace(path)
     log.info("base policy: saved warm-up to %s", path)
     return model

@@ -1,0 +1,1 @@
+"""Evaluation: K scored samples per problem, self-verification and inference-time scaling."""

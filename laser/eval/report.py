@@ -1,0 +1,67 @@
+"""Tables of an evaluation: scaling curves (one row per problem x k x method) and self-verification."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from laser.algo import scaling_curves, self_verify_metrics
+from laser.eval.samples import ScoredSamples
+
+
+def powers_of_two(k_max: int) -> list[int]:
+    """1, 2, 4, ... up to k_max (k_max included even when it is not a power of two)."""
+    ks = [2**i for i in range(k_max.bit_length()) if 2**i <= k_max]
+    return ks if ks[-1] == k_max else [*ks, k_max]
+
+
+def scaling_table(
+    samples: ScoredSamples, ks: list[int], num_resamples: int = 100, seed: int = 0
+) -> pd.DataFrame:
+    """Tidy accuracies: columns problem, k, method, accuracy."""
+    curves = scaling_curves(
+        samples.answer_ids(),
+        samples.correct,
+        samples.scores,
+        ks,
+        num_resamples,
+        torch.Generator().manual_seed(seed),
+    )
+    rows = [
+        {"problem": p, "k": k, "method": method, "accuracy": float(acc[p])}
+        for method, by_k in curves.items()
+        for k, acc in by_k.items()
+        for p in range(len(samples.problems))
+    ]
+    return pd.DataFrame(rows)
+
+
+def summarise_scaling(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy per method (rows) and k (columns)."""
+    return table.groupby(["method", "k"])["accuracy"].mean().unstack("k")
+
+
+def self_verification(samples: ScoredSamples, threshold: float = 0.5) -> dict[str, float]:
+    """The paper's self-verification metrics over every finished sample."""
+    stats = self_verify_metrics(
+        samples.scores.flatten().clamp(0, 1),
+        samples.correct.flatten().float(),
+        samples.finished.flatten(),
+        threshold,
+    )
+    return {k: float(v) for k, v in stats.items()}
+
+
+def per_problem(samples: ScoredSamples) -> pd.DataFrame:
+    """One row per problem: reference, answers, votes and scores of its K samples."""
+    ids = samples.answer_ids()
+    return pd.DataFrame(
+        {
+            "problem": samples.problems,
+            "gold": samples.gold,
+            "answers": samples.answers,
+            "answer_class": ids.tolist(),
+            "correct": samples.correct.tolist(),
+            "score": samples.scores.tolist(),
+        }
+    )

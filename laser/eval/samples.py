@@ -1,0 +1,93 @@
+"""Draw K completions per problem with their in-rollout self-reward scores, and verify them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from laser.algo import self_reward_score
+from laser.data.collate import PromptCollator
+from laser.rewards.verifier import extract_answer
+from laser.rollout.sampler import Sampler
+
+
+@dataclass
+class ScoredSamples:
+    """K samples for each of P problems.
+
+    Attributes:
+        problems: (P,) problem prompts.
+        gold: (P,) reference answers.
+        responses: P lists of K response texts.
+        answers: P lists of K extracted answers (None = no answer).
+        correct: (P, K) bool verifier verdicts.
+        finished: (P, K) bool, the response ended with EOS.
+        scores: (P, K) self-reward scores r_s (raw; 0 where not finished).
+    """
+
+    problems: list[str]
+    gold: list[str]
+    responses: list[list[str]]
+    answers: list[list[str | None]]
+    correct: torch.Tensor
+    finished: torch.Tensor
+    scores: torch.Tensor
+
+    def answer_ids(self) -> torch.Tensor:
+        """(P, K) answer classes: 0 for every correct answer (all equal the reference), then one
+        class per distinct normalised wrong answer, -1 for no answer."""
+        ids = torch.full(self.correct.shape, -1, dtype=torch.long)
+        for p, row in enumerate(self.answers):
+            classes: dict[str, int] = {}
+            for k, answer in enumerate(row):
+                if self.correct[p, k]:
+                    ids[p, k] = 0
+                elif answer is not None:
+                    ids[p, k] = classes.setdefault(normalise(answer), len(classes) + 1)
+        return ids
+
+
+def normalise(answer: str) -> str:
+    """A light canonical form for grouping answers: no spaces, no \\left/\\right, no trailing '.'."""
+    text = re.sub(r"\\left|\\right|\s+", "", answer)
+    return text.rstrip(".")
+
+
+@torch.no_grad()
+def sample_scored(
+    policy: torch.nn.Module,
+    sampler: Sampler,
+    verifier,
+    records: list[dict],
+    num_samples: int,
+    beta_v: float,
+    c_ref: float,
+    batch_size: int = 32,
+) -> ScoredSamples:
+    """K = `num_samples` scored completions for every record ({prompt, answer})."""
+    collate = PromptCollator(sampler.tokenizer)
+    texts, correct, finished, z_logp = [], [], [], []
+    for start in range(0, len(records), batch_size):
+        batch = collate(records[start : start + batch_size])
+        rollout = sampler.sample(policy, batch, group_size=num_samples, score=True)
+        responses = sampler.decode(rollout)
+        gold = [a for a in batch.answers for _ in range(num_samples)]
+        texts += responses
+        correct.append(verifier(responses, gold) > 0.5)
+        finished.append(rollout.finished.cpu())
+        z_logp.append(torch.nan_to_num(rollout.z_logp.cpu(), nan=c_ref))
+    shape = (len(records), num_samples)
+    finished_t = torch.cat(finished).view(shape)
+    scores = self_reward_score(torch.cat(z_logp), c_ref, beta_v).view(shape) * finished_t
+    responses = [texts[i : i + num_samples] for i in range(0, len(texts), num_samples)]
+    return ScoredSamples(
+        problems=[r["prompt"] for r in records],
+        gold=[str(r["answer"]) for r in records],
+        responses=responses,
+        answers=[[extract_answer(t) for t in row] for row in responses],
+        correct=torch.cat(correct).view(shape),
+        finished=finished_t,
+        scores=scores,
+    )

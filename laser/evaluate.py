@@ -1,0 +1,136 @@
+"""`python -m laser.evaluate ckpt_path=...`: self-verification and inference-time scaling of a policy.
+
+Writes to the run directory: `scaling.csv` (one row per problem x k x method), `scaling_summary.csv`
+(mean accuracy per method and k), `self_verify.json` and `problems.jsonl` (answers, votes, scores).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModelForCausalLM
+
+from laser.configs import ArithmeticTaskConfig, register_schemas
+from laser.data.arithmetic import arithmetic_dataset
+from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
+from laser.eval.samples import sample_scored
+from laser.models.loading import check_model_source, load_tokenizer
+from laser.rewards.verifier import Verifier
+from laser.rollout.sampler import Sampler
+from laser.rollout.tokens import resolve_single_token
+from laser.utils.loggers import make_wandb_logger
+
+log = logging.getLogger(__name__)
+register_schemas()
+
+
+def resolve_policy(ckpt_path: str) -> tuple[str, Path | None]:
+    """(model folder or Hub id, training run directory or None) for a run dir, export or Hub id."""
+    path = Path(ckpt_path).expanduser()
+    if (path / "policy" / "config.json").exists():
+        return str(path / "policy"), path
+    check_model_source(ckpt_path)
+    if path.exists() and not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path!r} holds no config.json nor policy/config.json: give a training "
+            "run directory, an exported policy folder (save_pretrained) or a Hub id"
+        )
+    run_dir = path.parent if (path.parent / "config.yaml").exists() else None
+    return ckpt_path, run_dir
+
+
+def self_reward_settings(cfg: DictConfig, model_dir: str) -> dict:
+    """Token, beta_v, c_ref and threshold: the config's where given, else the policy's own file."""
+    saved_path = Path(model_dir) / "self_reward.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+    settings = {k: v if v is not None else saved.get(k) for k, v in cfg.self_reward.items()}
+    missing = [k for k in ("token", "beta_v", "c_ref") if settings[k] is None]
+    if missing:
+        raise ValueError(
+            f"self_reward.{missing[0]} is not set and {saved_path} has none: pass "
+            + " ".join(f"self_reward.{k}=..." for k in missing)
+        )
+    return settings
+
+
+def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]:
+    """Prompt/answer records of the chosen benchmark (at most `max_problems`)."""
+    if cfg.benchmark == "arithmetic":
+        task = ArithmeticTaskConfig()
+        if run_dir is not None:
+            task = ArithmeticTaskConfig(**OmegaConf.load(run_dir / "config.yaml").data.task)
+        records = arithmetic_dataset(**asdict(task))["eval"].to_list()
+    else:
+        from laser.data.benchmarks import load_benchmark
+
+        fields = {k: cfg[k] for k in ("problem_field", "answer_field") if cfg[k]}
+        records = load_benchmark(cfg.benchmark, tokenizer, root=cfg.benchmark_root, **fields).to_list()
+    return records[: cfg.max_problems] if cfg.max_problems else records
+
+
+def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "scaling.csv", index=False)
+    summary.to_csv(out / "scaling_summary.csv")
+    (out / "self_verify.json").write_text(json.dumps(verify, indent=2))
+    per_problem(samples).to_json(out / "problems.jsonl", orient="records", lines=True)
+
+
+def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path) -> None:
+    logger = make_wandb_logger(
+        cfg.wandb.mode, cfg.wandb.project, str(out), group="eval", name=str(cfg.benchmark)
+    )
+    if logger is None:
+        return
+    metrics = {f"eval/{m}@{k}": float(v) for m, row in summary.iterrows() for k, v in row.items()}
+    metrics |= {f"eval/{k}": v for k, v in verify.items()}
+    logger.log_metrics(metrics)
+    logger.log_table("eval/scaling", dataframe=summary.reset_index())
+    logger.experiment.finish()
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Sample, verify, score and tabulate; returns the summary numbers."""
+    model_dir, run_dir = resolve_policy(str(cfg.ckpt_path))
+    settings = self_reward_settings(cfg, model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    token_id = resolve_single_token(tokenizer, settings["token"], "self_reward.token")
+    records = load_records(cfg, tokenizer, run_dir)
+    policy = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    if torch.cuda.is_available():
+        policy = policy.cuda()
+    ro = cfg.rollout
+    sampler = Sampler(
+        tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed
+    )
+    samples = sample_scored(
+        policy, sampler, Verifier(), records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
+        cfg.batch_size,
+    )  # fmt: skip
+    table = scaling_table(samples, powers_of_two(cfg.num_samples), cfg.num_resamples, cfg.seed)
+    summary = summarise_scaling(table)
+    verify = self_verification(samples, settings["threshold"])
+    out = Path(cfg.paths.output_dir)
+    write_outputs(out, table, summary, verify, samples)
+    print(f"{len(records)} problems x {cfg.num_samples} samples from {model_dir}")
+    print(summary.to_string(float_format=lambda x: f"{x:.4f}"))
+    print(" ".join(f"{k.split('/')[-1]}={v:.4f}" for k, v in verify.items()))
+    print(f"results in {out}")
+    log_to_wandb(cfg, summary, verify, out)
+    return {"summary": summary, "self_verify": verify}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
