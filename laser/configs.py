@@ -262,12 +262,37 @@ class OptimConfig:
         _require(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, ">= 0 (0 = off)")
 
 
+@dataclass
+class RewardConfig:
+    """The rule-based verifier giving 0/1 rewards."""
+
+    kind: str = "math_verify"
+    """'math_verify': the final answer (last \\boxed or '#### x') equals the reference, via math-verify
+    with a time limit; 'arithmetic_steps': the arithmetic task's worked solution is right step by step."""
+    timeout_s: float = 5.0
+    """Hard wall-clock limit of one math-verify comparison; past it the answer counts as incorrect."""
+    max_answer_chars: int = 500
+    """Longer extracted answers are incorrect without parsing."""
+    num_workers: int | None = None
+    """math-verify worker processes (null: min(4, CPUs)); plain integers never need one."""
+    single_box: bool = False
+    """Reward 0 when a response has more than one \\boxed (the paper's training format check)."""
+
+    def __post_init__(self) -> None:
+        _one_of("reward.kind", self.kind, ("math_verify", "arithmetic_steps"))
+        _require(self.timeout_s > 0, "reward.timeout_s", self.timeout_s, "must be > 0")
+        _require(self.max_answer_chars >= 1, "reward.max_answer_chars", self.max_answer_chars, ">= 1")
+        ok = self.num_workers is None or self.num_workers >= 1
+        _require(ok, "reward.num_workers", self.num_workers, "must be >= 1 or null")
+
+
 SCHEMAS = {
     "algo": AlgoConfig,
     "model": ModelConfig,
     "rollout": RolloutConfig,
     "data": DataConfig,
     "optim": OptimConfig,
+    "reward": RewardConfig,
 }
 
 
@@ -287,6 +312,7 @@ class RunConfig:
     rollout: RolloutConfig
     data: DataConfig
     optim: OptimConfig
+    reward: RewardConfig
 
 
 def validate(cfg: DictConfig) -> RunConfig:

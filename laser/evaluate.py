@@ -22,6 +22,7 @@ from laser.data.arithmetic import arithmetic_dataset
 from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
 from laser.eval.samples import sample_scored
 from laser.models.loading import check_model_source, load_tokenizer
+from laser.rewards.arithmetic import ArithmeticVerifier
 from laser.rewards.verifier import Verifier
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
@@ -75,6 +76,11 @@ def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]
     return records[: cfg.max_problems] if cfg.max_problems else records
 
 
+def make_eval_verifier(cfg: DictConfig):
+    """The arithmetic task's step-checking verifier (as in training), math-verify otherwise."""
+    return ArithmeticVerifier() if cfg.benchmark == "arithmetic" else Verifier()
+
+
 def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "scaling.csv", index=False)
@@ -110,8 +116,9 @@ def evaluate(cfg: DictConfig) -> dict:
     sampler = Sampler(
         tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed
     )
+    verifier = make_eval_verifier(cfg)
     samples = sample_scored(
-        policy, sampler, Verifier(), records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
+        policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
         cfg.batch_size,
     )  # fmt: skip
     table = scaling_table(samples, powers_of_two(cfg.num_samples), cfg.num_resamples, cfg.seed)

@@ -22,7 +22,7 @@ from laser.data.datamodule import PromptDataModule
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy, make_reference
 from laser.models.loading import load_tokenizer
-from laser.rewards.verifier import Verifier
+from laser.rewards import make_verifier
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 
@@ -103,7 +103,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     module = LaserModule(
         policy,
         *make_samplers(run, tokenizer, token_id, cfg.seed),
-        verifier=Verifier(),
+        verifier=make_verifier(run.reward),
         algo=run.algo,
         optim=run.optim,
         self_reward_id=token_id,

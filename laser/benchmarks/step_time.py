@@ -26,7 +26,7 @@ from laser.data.datamodule import PromptDataModule
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy
 from laser.models.loading import load_tokenizer
-from laser.rewards.verifier import Verifier
+from laser.rewards import make_verifier
 from laser.run import check_self_reward, make_samplers
 from laser.utils.compose import compose_config
 
@@ -50,7 +50,7 @@ def time_steps(run, algo, base, tokenizer, datamodule, token_id, steps: int, see
     module = LaserModule(
         copy.deepcopy(base),
         *make_samplers(run, tokenizer, token_id, seed),
-        verifier=Verifier(),
+        verifier=make_verifier(run.reward),
         algo=algo,
         optim=run.optim,
         self_reward_id=token_id,

@@ -74,8 +74,9 @@ def sample_scored(
         rollout = sampler.sample(policy, batch, group_size=num_samples, score=True)
         responses = sampler.decode(rollout)
         gold = [a for a in batch.answers for _ in range(num_samples)]
+        prompts = [p for p in batch.prompts for _ in range(num_samples)]
         texts += responses
-        correct.append(verifier(responses, gold) > 0.5)
+        correct.append(verifier(responses, gold, prompts) > 0.5)
         finished.append(rollout.finished.cpu())
         z_logp.append(torch.nan_to_num(rollout.z_logp.cpu(), nan=c_ref))
     shape = (len(records), num_samples)

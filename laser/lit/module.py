@@ -20,7 +20,6 @@ from laser.algo import (
 from laser.configs import AlgoConfig, OptimConfig
 from laser.data.collate import PromptBatch
 from laser.lit.metrics import rollout_metrics, self_reward_metrics
-from laser.rewards.verifier import Verifier
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
 from laser.rollout.types import Rollout
@@ -42,7 +41,7 @@ class LaserModule(LightningModule):
         policy: torch.nn.Module,
         sampler: Sampler,
         eval_sampler: Sampler,
-        verifier: Verifier,
+        verifier,
         algo: AlgoConfig,
         optim: OptimConfig,
         self_reward_id: int | None,
@@ -68,7 +67,7 @@ class LaserModule(LightningModule):
         )
         mixing = mix_on and self.sr.tau > 0
         rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=mixing)
-        rewards = self.verify(rollout, batch.answers, self.algo.group_size)  # (B*G,)
+        rewards = self.verify(rollout, batch, self.algo.group_size)  # (B*G,)
         ref = self.reference_pass(rollout)
         adv = group_advantages(rewards, self.algo.group_size, self.algo.adv_scale)
         stats = {}
@@ -81,10 +80,11 @@ class LaserModule(LightningModule):
         stats |= self.update(rollout, rewards, adv, ref, alpha=self.sr.alpha if mse_on else 0.0)
         self.log_stage("train", {**stats, **rollout_metrics(rollout, rewards)})
 
-    def verify(self, rollout: Rollout, answers: list[str], group_size: int) -> torch.Tensor:
+    def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int) -> torch.Tensor:
         """(N,) 0/1 verifier rewards of the rollout's responses."""
-        repeated = [a for a in answers for _ in range(group_size)]
-        return self.verifier(self.sampler.decode(rollout), repeated).to(self.device)
+        answers = [a for a in batch.answers for _ in range(group_size)]
+        prompts = [p for p in batch.prompts for _ in range(group_size)]
+        return self.verifier(self.sampler.decode(rollout), answers, prompts).to(self.device)
 
     def update(self, rollout, rewards, adv, ref, alpha: float) -> dict[str, torch.Tensor]:
         """Accumulate the step's gradient over micro-batches, then take one optimiser step."""
@@ -195,7 +195,7 @@ class LaserModule(LightningModule):
 
     def validation_step(self, batch: PromptBatch, batch_idx: int) -> None:
         rollout = self.eval_sampler.sample(self.policy, batch, group_size=1, score=True)
-        rewards = self.verify(rollout, batch.answers, 1)
+        rewards = self.verify(rollout, batch, 1)
         z = torch.nan_to_num(rollout.z_logp) if rollout.z_logp is not None else None
         ref = self.reference_pass(rollout) if self.sr.c_ref == "reference" else None
         self._val_rows.append(

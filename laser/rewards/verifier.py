@@ -257,7 +257,10 @@ class Verifier:
         """Whether one extracted answer equals its reference."""
         return self.judge([pred], [gold])[0]
 
-    def __call__(self, responses: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+    def __call__(
+        self, responses: Sequence[str], answers: Sequence[str], prompts: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """(N,) 0/1 rewards; `prompts` is accepted for a uniform interface and not used."""
         if len(responses) != len(answers):
             raise ValueError(f"verifier: {len(responses)} responses but {len(answers)} reference answers")
         verdicts = self.judge([self.extract(r) for r in responses], answers)

@@ -1,0 +1,52 @@
+"""Verifier of the arithmetic task's worked solutions: every step must be right, not only the answer.
+
+With final-answer rewards a small model that partly guesses the answer from the prompt is rewarded
+for wrong worked steps whose errors cancel ("38+1=38, 38-32=7 #### 7" for 38+1-32); RL then
+reinforces wrong arithmetic. Checking the steps makes the reward mean "the reasoning is correct".
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from laser.rewards.verifier import extract_answer
+
+_PROMPT = re.compile(r"^\d+(?:[+\-*]\d+)+=$")
+_STEP = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
+    """Whether `response` folds the prompt's expression left to right with every step correct and
+    ends with `#### <answer>` equal to the reference."""
+    prompt = prompt.strip()
+    if not _PROMPT.match(prompt) or extract_answer(response) != answer.strip():
+        return False
+    operands = [int(x) for x in re.findall(r"\d+", prompt)]
+    ops = re.findall(r"[+\-*]", prompt)
+    body = response.split("####")[0]
+    steps = [s.strip() for s in body.split(",")]
+    if len(steps) != len(ops):
+        return False
+    acc = operands[0]
+    for step, op, x in zip(steps, ops, operands[1:], strict=True):
+        m = _STEP.match(step)
+        if m is None or (int(m[1]), m[2], int(m[3])) != (acc, op, x):
+            return False
+        acc = _OPS[op](acc, x)
+        if int(m[4]) != acc:
+            return False
+    return str(acc) == answer.strip()
+
+
+class ArithmeticVerifier:
+    """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution."""
+
+    def __call__(self, responses: list[str], answers: list[str], prompts: list[str]) -> torch.Tensor:
+        rewards = [
+            float(worked_solution_correct(p, r, a))
+            for r, a, p in zip(responses, answers, prompts, strict=True)
+        ]
+        return torch.tensor(rewards)
