@@ -19,8 +19,8 @@ $(BIN)/python:
 
 install: $(BIN)/python  ## create .venv and install laser with its dev extras
 	@$(BIN)/python -c "import torch" 2>/dev/null \
-	  || $(BIN)/pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
-	  || $(BIN)/pip install -q "torch==$(TORCH_VERSION)" $(if $(HAS_GPU),,--index-url $(TORCH_CPU_INDEX))
+	  || $(BIN)/pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null \
+	  || $(BIN)/pip install -q "torch==$(TORCH_VERSION)" $(if $(HAS_GPU),,--extra-index-url $(TORCH_CPU_INDEX))
 	$(BIN)/pip install -q -e ".[dev]"
 
 run: install  ## train the default LaSeR experiment (pass overrides with ARGS="algo=grpo ...")

@@ -19,6 +19,8 @@ from laser.algo import check_c_ref
 from laser.configs import RunConfig, register_schemas, validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.datamodule import PromptDataModule
+from laser.eval.report import powers_of_two, scaling_table, summarise_scaling
+from laser.eval.samples import sample_scored
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy, make_reference
 from laser.models.loading import load_tokenizer
@@ -115,8 +117,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     export = export_policy(module, tokenizer, run, out)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics |= module.final_summary()
+    if cfg.final_eval.problems > 0 and token_id is not None:
+        metrics |= final_voting_eval(cfg, module, datamodule, out)
     print_summary(run, metrics, out, export)
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+
+
+def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Path) -> dict[str, float]:
+    """K scored samples on held-out prompts: majority vs self-reward-weighted voting at k = K."""
+    records = datamodule.splits["eval"][: cfg.final_eval.problems]
+    k = cfg.final_eval.samples
+    samples = sample_scored(
+        module.policy, module.eval_sampler, module.verifier, records, k,
+        module.sr.beta_v, module.c_ref.item(),
+    )  # fmt: skip
+    summary = summarise_scaling(scaling_table(samples, powers_of_two(k), seed=cfg.seed))
+    summary.to_csv(out / "voting.csv")
+    return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index}
 
 
 def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: Path) -> None:
@@ -126,11 +143,22 @@ def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: 
         f"self-reward F1 (last 3)  {metrics.get('summary/self_verify/f1', float('nan')):.4f}",
         f"self-reward AUROC (last 3) {metrics.get('summary/self_verify/auroc', float('nan')):.4f}",
         f"c_ref                    {metrics.get('summary/c_ref', float('nan')):.3f}",
+        *voting_lines(metrics),
         f"run directory            {out}",
         f"metrics                  {out / 'metrics.csv'}",
         f"exported policy          {export}",
     ]
     print("\n".join(lines), flush=True)
+
+
+def voting_lines(metrics: dict[str, float]) -> list[str]:
+    found = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("final/")}
+    if not found:
+        return []
+    order = ["pass@1", "majority", "weighted_majority", "best_of_k", "pass@k"]
+    names = [m for m in order if any(k.startswith(m + "@") for k in found)]
+    k = next(iter(found)).split("@")[-1]
+    return [f"held-out voting at k={k}: " + ", ".join(f"{m} {found[f'{m}@{k}']:.4f}" for m in names)]
 
 
 def get_metric_value(

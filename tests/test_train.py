@@ -46,6 +46,8 @@ def test_debug_run_trains_logs_checkpoints_and_exports(tmp_path: Path, capsys) -
     assert info["token"] == "<reserved_0>" and info["c_ref"] == pytest.approx(metrics["summary/c_ref"])
     out = capsys.readouterr().out
     assert "eval accuracy" in out and "self-reward F1" in out and str(run_dir) in out
+    assert "held-out voting at k=4" in out and (run_dir / "voting.csv").exists()
+    assert {"final/majority@4", "final/weighted_majority@4"} <= set(metrics)
 
 
 def test_grpo_baseline_runs_and_logs_the_untrained_score(tmp_path: Path) -> None:
