@@ -27,6 +27,9 @@ from laser.models.loading import load_tokenizer
 from laser.rewards import make_verifier
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
+from laser.utils.loggers import fill_wandb_identity, log_run_config
+from laser.utils.provenance import write_run_info
+from laser.utils.threads import configure_threads
 
 log = logging.getLogger(__name__)
 register_schemas()
@@ -83,15 +86,16 @@ def export_policy(module: LaserModule, tokenizer, run: RunConfig, out: Path) -> 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Validate the config, build everything, fit, export; returns (final metrics, objects)."""
     run = validate(cfg)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
+    configure_threads(cfg.get("num_threads"))
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(run.model.name_or_path)
     token_id = check_self_reward(run, tokenizer)
+    fill_wandb_identity(cfg)
     trainer = make_trainer(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    log_run_config(trainer.loggers, cfg, write_run_info(out, cfg.seed))
 
     data = arithmetic_dataset(**asdict(run.data.task))
     datamodule = PromptDataModule(

@@ -70,18 +70,35 @@ def time_steps(run, algo, base, tokenizer, datamodule, token_id, steps: int, see
     return timer.times[1:]  # the first step pays one-off start-up costs
 
 
-def score_share(run, base, tokenizer, datamodule, token_id, repeats: int) -> tuple[float, float]:
-    """Median generation time of the same samples without and with the in-rollout score."""
+class ForwardCounter:
+    """Counts a model's forward calls (decoding steps) through a pre-forward hook."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.calls = 0
+        model.register_forward_pre_hook(self._count)
+
+    def _count(self, *args) -> None:
+        self.calls += 1
+
+
+def score_share(run, base, tokenizer, datamodule, token_id, repeats: int) -> dict[bool, dict[str, float]]:
+    """Generation of the same samples (same seeds) without and with the in-rollout score: the
+    minimum time over repeats (least disturbed by other processes) and the mean forward calls."""
     sampler, _ = make_samplers(run, tokenizer, token_id, seed=0)
     batch = datamodule.sample_prompts(run.data.batch_size)
+    model = copy.deepcopy(base).eval()
+    counter = ForwardCounter(model)
     times: dict[bool, list[float]] = {False: [], True: []}
+    calls: dict[bool, list[int]] = {False: [], True: []}
     for i in range(repeats):
         for score in (False, True) if i % 2 else (True, False):
             sampler.generator.manual_seed(i)
+            counter.calls = 0
             start = time.perf_counter()
-            sampler.sample(base, batch, run.algo.group_size, score=score)
+            sampler.sample(model, batch, run.algo.group_size, score=score)
             times[score].append(time.perf_counter() - start)
-    return statistics.median(times[False]), statistics.median(times[True])
+            calls[score].append(counter.calls)
+    return {s: {"time": min(times[s]), "calls": statistics.mean(calls[s])} for s in (False, True)}
 
 
 def main() -> None:
@@ -117,16 +134,20 @@ def main() -> None:
         for name in order:
             times[name] += time_steps(run, algos[name], base, tokenizer, datamodule, token_id, args.steps, r)
     med = {name: statistics.median(t) for name, t in times.items()}
-    no_score, with_score = score_share(run, base, tokenizer, datamodule, token_id, args.repeats)
+    gen = score_share(run, base, tokenizer, datamodule, token_id, args.repeats)
 
     print(f"threads={args.threads} rounds={args.rounds} steps/round={args.steps}")
     print(f"GRPO  step time (median of {len(times['grpo'])}): {med['grpo'] * 1e3:8.1f} ms")
     print(f"LaSeR step time (median of {len(times['laser'])}): {med['laser'] * 1e3:8.1f} ms")
     print(f"LaSeR / GRPO step-time ratio: {med['laser'] / med['grpo']:.3f}  (target <= 1.03)")
-    print(f"generation without score (median of {args.repeats}): {no_score * 1e3:8.1f} ms")
-    print(f"generation with in-rollout score:            {with_score * 1e3:8.1f} ms")
-    share = (with_score - no_score) / with_score
+    off, on = gen[False], gen[True]
+    for label, g in (("without score", off), ("with in-rollout score", on)):
+        print(
+            f"generation {label:21s} (min of {args.repeats}): {g['time'] * 1e3:7.1f} ms, {g['calls']:.1f} steps"
+        )
+    share = (on["time"] - off["time"]) / on["time"]
     print(f"score share of generation time: {100 * share:.2f}%  (target <= 3%)")
+    print(f"score share of decoding steps:  {100 * (on['calls'] - off['calls']) / on['calls']:.2f}%")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class LaserModule(LightningModule):
                 self.sr.filter_threshold,
             )  # fmt: skip
         stats |= self.update(rollout, rewards, adv, ref, alpha=self.sr.alpha if mse_on else 0.0)
+        self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
         self.log_stage("train", {**stats, **rollout_metrics(rollout, rewards)})
 
     def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int) -> torch.Tensor:

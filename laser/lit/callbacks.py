@@ -1,0 +1,131 @@
+"""Side outputs for W&B on a schedule: a table of sample completions and self-reward histograms.
+
+Both do nothing (and decode nothing) unless a WandbLogger is attached to the Trainer.
+"""
+
+from __future__ import annotations
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+
+from laser.algo import self_reward_score
+from laser.rollout.logprobs import sequence_logprobs
+
+COLUMNS = ["step", "prompt", "response", "answer", "reward", "self_reward", "finished"]
+
+
+def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
+
+@torch.no_grad()
+def training_sample_scores(module: LightningModule, samples: dict) -> torch.Tensor | None:
+    """(N,) self-reward scores of the last training rollout (NaN where truncated), or None without a token.
+
+    The rollout's own scores when it was scored (advantage mixing on); otherwise one no-grad forward
+    of the policy as it is now, i.e. after that step's update.
+    """
+    if module.self_reward_id is None:
+        return None
+    rollout = samples["rollout"]
+    z_logp = rollout.z_logp
+    if z_logp is None:
+        z_logp = torch.cat(
+            [
+                sequence_logprobs(module.policy, mb, module.self_reward_id).z_logp
+                for mb in rollout.split(module.algo.micro_batch_size)
+            ]
+        )
+    scores = self_reward_score(z_logp, module.c_ref_for(samples["ref"]), module.sr.beta_v)
+    return scores.masked_fill(~rollout.finished, float("nan"))
+
+
+class WandbCompletionsTable(Callback):
+    """Every `every_n_steps` training steps, log `train/samples`: the first `max_rows` completions of
+    the step's rollout (prompt, response, answer, verifier reward, self-reward score).
+
+    It reads `module.last_samples` ({batch, rollout, rewards, ref}), set by the training step.
+    """
+
+    def __init__(self, every_n_steps: int = 100, max_rows: int = 16) -> None:
+        if every_n_steps < 1 or max_rows < 1:
+            raise ValueError(f"every_n_steps={every_n_steps}, max_rows={max_rows}: both must be >= 1")
+        self.every_n_steps = every_n_steps
+        self.max_rows = max_rows
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx):
+        loggers = wandb_loggers(trainer)
+        samples = getattr(pl_module, "last_samples", None)
+        step = trainer.global_step
+        if not loggers or samples is None or step % self.every_n_steps != 0:
+            return
+        rows = self.rows(pl_module, samples, step)
+        for logger in loggers:
+            logger.log_table("train/samples", columns=COLUMNS, data=rows, step=step)
+
+    def rows(self, module: LightningModule, samples: dict, step: int) -> list[list]:
+        n = min(self.max_rows, len(samples["rollout"]))
+        rollout = samples["rollout"].rows(slice(0, n))
+        group_size = len(samples["rollout"]) // len(samples["batch"])
+        scores = training_sample_scores(module, samples)
+        texts = module.sampler.decode(rollout)
+        batch = samples["batch"]
+        return [
+            [
+                step,
+                batch.prompts[i // group_size],
+                texts[i],
+                batch.answers[i // group_size],
+                float(samples["rewards"][i]),
+                None if scores is None or scores[i].isnan() else float(scores[i]),
+                bool(rollout.finished[i]),
+            ]
+            for i in range(n)
+        ]
+
+
+class WandbSelfRewardHistograms(Callback):
+    """At each validation, log histograms of the self-reward scores of correct and of incorrect
+    finished responses (`val/self_reward/hist/correct`, `.../incorrect`).
+
+    It reads the rows the module's `validation_step` appends to `module._val_rows`, one batch at a time.
+    """
+
+    def __init__(self, num_bins: int = 64) -> None:
+        self.num_bins = num_bins
+        self._scores: list[torch.Tensor] = []
+        self._rewards: list[torch.Tensor] = []
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._scores.clear()
+        self._rewards.clear()
+
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        rows = pl_module._val_rows[-1] if getattr(pl_module, "_val_rows", None) else None
+        if not wandb_loggers(trainer) or rows is None or rows.get("z_logp") is None:
+            return
+        if pl_module.self_reward_id is None:
+            return
+        finished = rows["finished"]
+        scores = self_reward_score(rows["z_logp"], rows["c_ref"], pl_module.sr.beta_v)
+        self._scores.append(scores[finished].detach().float().cpu())
+        self._rewards.append(rows["rewards"][finished].detach().float().cpu())
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._scores:
+            return
+        import wandb
+
+        scores, rewards = torch.cat(self._scores), torch.cat(self._rewards)
+        hists = {}
+        for label, mask in (("correct", rewards > 0.5), ("incorrect", rewards <= 0.5)):
+            if mask.any():
+                values = scores[mask].numpy()
+                hists[f"val/self_reward/hist/{label}"] = wandb.Histogram(values, num_bins=self.num_bins)
+        self._scores.clear()
+        self._rewards.clear()
+        for logger in wandb_loggers(trainer):
+            logger.log_metrics(hists, step=trainer.global_step)
