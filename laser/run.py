@@ -11,7 +11,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 

@@ -40,8 +40,8 @@ def make_base_policy(
         supervised_warmup(
             model,
             tokenizer,
-            train_split["prompt"],
-            train_split["solution"],
+            list(train_split["prompt"]),
+            list(train_split["solution"]),
             steps=cfg.base_sft.steps,
             lr=cfg.base_sft.lr,
             batch_size=cfg.base_sft.batch_size,

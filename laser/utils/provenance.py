@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -77,14 +78,25 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
     }
 
 
+def command_line() -> list[str]:
+    """The command as typed: `python -m laser.run ...` rather than the path Python turned it into
+    (in a joblib worker, the multirun's command, which the worker inherits)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "run.py" and Path(argv[0]).parent.name == "laser":
+        argv[:1] = ["-m", "laser.run"]
+    return [sys.executable, *argv]
+
+
 def hydra_job() -> dict[str, Any] | None:
-    """The Hydra job's overrides, experiment, launcher and numbering (None outside `@hydra.main`)."""
+    """The Hydra job's overrides, experiment, launcher and numbering, and the command that reruns
+    this one job (None outside `@hydra.main`)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
     return {
+        "rerun": shlex.join(["python", "-m", "laser.run", *hc.overrides.task]),
         "mode": str(hc.mode.name) if hc.mode is not None else None,
         "overrides": list(hc.overrides.task),
         "experiment": hc.runtime.choices.get("experiment"),
@@ -98,7 +110,7 @@ def hydra_job() -> dict[str, Any] | None:
 def run_info(seed: int, repo: Path | None = None) -> dict[str, Any]:
     """Everything `run_info.json` records (the git diff is returned under `git.diff`)."""
     return {
-        "command": [sys.executable, *sys.argv],
+        "command": command_line(),
         "cwd": os.getcwd(),
         "seed": seed,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
