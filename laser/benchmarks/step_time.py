@@ -31,6 +31,7 @@ from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy
 from laser.models.loading import load_tokenizer
 from laser.rewards import make_verifier
+from laser.rollout.logprobs import sequence_logprobs
 from laser.run import check_self_reward, make_samplers
 from laser.utils.compose import compose_config
 
