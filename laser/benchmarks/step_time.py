@@ -157,12 +157,11 @@ def main() -> None:
     print(f"LaSeR step time (median of {len(times['laser'])}): {med['laser'] * 1e3:8.1f} ms")
     print(f"LaSeR / GRPO step-time ratio: {med['laser'] / med['grpo']:.3f}  (target <= 1.03)")
     off, on, again = gen["off"], gen["on"], gen["reencode"]
-    print(f"generation without score:       {off['time'] * 1e3:7.1f} ms, {off['calls']:.1f} forward calls")
-    print(f"generation with in-rollout score: {on['time'] * 1e3:5.1f} ms, {on['calls']:.1f} forward calls")
+    for label, g in (("without score", off), ("with in-rollout score", on)):
+        print(f"generation {label:21s}: {g['time'] * 1e3:6.1f} ms, {g['calls']:.1f} forward calls")
     extra = on["time"] - off["time"]
-    print(
-        f"(a) in-rollout score: +{extra * 1e3:.1f} ms = {100 * extra / on['time']:.2f}% of generation (target <= 3%)"
-    )
+    share = 100 * extra / on["time"]
+    print(f"(a) in-rollout score: +{extra * 1e3:.1f} ms = {share:.2f}% of generation time (target <= 3%)")
     print(f"(b) re-encoding prompt + response + EOS: {again['time'] * 1e3:.1f} ms")
     print(f"(b) / (a): {again['time'] / max(extra, 1e-9):.1f}x")
 
