@@ -18,7 +18,9 @@ from laser.rollout.sampler import Sampler
 PROMPTS = [{"prompt": "12+7-30=", "answer": "-11"}, {"prompt": "3+4=", "answer": "7"}]
 
 
-def make_module(micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto") -> LaserModule:
+def make_module(
+    micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto", agg: str = "token_mean"
+) -> LaserModule:
     tok = build_char_tokenizer()
     torch.manual_seed(0)
     policy = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
@@ -30,6 +32,7 @@ def make_module(micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto") -> La
         group_size=4,
         micro_batch_size=micro_batch_size,
         kl_beta=kl_beta,
+        loss_agg=agg,
         self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9),
     )
     reference = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
@@ -50,8 +53,7 @@ def _grads(module: LaserModule) -> list[torch.Tensor]:
 def test_micro_batch_size_does_not_change_the_gradient(agg: str, kl_beta: float, c_ref) -> None:
     grads = []
     for micro in (8, 3):
-        module = make_module(micro, kl_beta=kl_beta, c_ref=c_ref)
-        module.algo.loss_agg = agg
+        module = make_module(micro, kl_beta=kl_beta, c_ref=c_ref, agg=agg)
         batch = PromptCollator(module.sampler.tokenizer)(PROMPTS)
         rollout = module.sampler.sample(module.policy, batch, group_size=4, score=False)
         assert rollout.finished.any() and not rollout.finished.all()

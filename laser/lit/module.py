@@ -56,6 +56,11 @@ class LaserModule(LightningModule):
         self.self_reward_id = self_reward_id
         c_ref = self.sr.constant_c_ref
         self.register_buffer("c_ref", torch.tensor(math.nan if c_ref is None else c_ref))
+        self.loss_options = {  # the objective's fixed settings (E1, E4, E5)
+            "beta_v": self.sr.beta_v, "balanced": self.sr.balanced, "kl_beta": algo.kl_beta,
+            "kl_estimator": algo.kl_estimator, "clip_low": algo.clip_low,
+            "clip_high": algo.clip_high, "dual_clip": algo.dual_clip, "agg": algo.loss_agg,
+        }  # fmt: skip
         self._val_rows: list[dict[str, torch.Tensor]] = []
         self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
 
@@ -120,12 +125,8 @@ class LaserModule(LightningModule):
             loss, mb_stats = laser_objective(
                 logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mb.response_mask, adv=adv[rows],
                 z_logp=fwd.z_logp, rewards=rewards[rows], finished=mb.finished,
-                c_ref=c_ref if c_ref.ndim == 0 else c_ref[rows], beta_v=self.sr.beta_v,
-                alpha=alpha, balanced=self.sr.balanced,
-                ref_logp=None if ref is None else ref.logp[rows], kl_beta=self.algo.kl_beta,
-                kl_estimator=self.algo.kl_estimator, clip_low=self.algo.clip_low,
-                clip_high=self.algo.clip_high, dual_clip=self.algo.dual_clip,
-                agg=self.algo.loss_agg, **counts,
+                c_ref=c_ref if c_ref.ndim == 0 else c_ref[rows], alpha=alpha,
+                ref_logp=None if ref is None else ref.logp[rows], **self.loss_options, **counts,
             )  # fmt: skip
             self.backward_step(loss)
             weight = mb.response_mask.sum() / counts["num_tokens"]
