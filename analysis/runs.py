@@ -1,0 +1,336 @@
+"""Load LaSeR / GRPO runs into tidy pandas frames.
+
+Shapes (all "long"/tidy, one observation per row):
+
+* :func:`load_runs` -> one row per run x step x metric, columns
+  ``run, path, experiment, algo, <differing overrides...>, split, step, epoch, metric, value``.
+  ``split`` is the metric prefix (``train`` / ``val``); ``metric`` keeps the full logged name
+  (``val/self_verify/f1``). NaN cells of the CSVLogger (train and val rows are separate) are dropped.
+  Use :func:`wide` for one row per run x step and :func:`final_metrics` for one row per run.
+* :func:`load_voting` -> ``run, ..., method, k, accuracy`` from each run's ``voting.csv``.
+* :func:`load_scaling` -> ``run, ..., problem, k, method, accuracy`` from ``laser.evaluate`` dirs
+  (``scaling.csv``); :func:`scaling_summary` averages it to ``run, ..., method, k, accuracy``.
+* :func:`load_problems` -> one row per evaluated response: ``run, problem, sample, correct, score``.
+* :func:`load_wandb_runs` -> the :func:`load_runs` shape from the W&B API (needs network + login).
+
+``paths`` is a directory, a glob, or a list of them; directories are searched recursively, so a
+Hydra sweep dir (``<sweep>/0``, ``<sweep>/1``, ...) or ``outputs/`` works as is.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+META_COLUMNS = ["run", "path", "experiment", "algo"]
+_SKIP_OVERRIDE_PREFIXES = ("hydra.", "ckpt_path", "wandb.", "logger.", "paths.")
+
+
+# --------------------------------------------------------------------------- discovery
+def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        p = str(p)
+        hits = sorted(glob.glob(p, recursive=True)) if glob.has_magic(p) else [p]
+        out.extend(Path(h) for h in hits)
+    return out
+
+
+def find_dirs(paths, marker: str) -> list[Path]:
+    """Directories (found recursively under ``paths``) that contain the file ``marker``."""
+    found: set[Path] = set()
+    for p in _expand(paths):
+        if p.is_file() and p.name == marker:
+            found.add(p.parent.resolve())
+        elif p.is_dir():
+            found.update(f.parent.resolve() for f in p.rglob(marker) if "checkpoints" not in f.parts)
+    return sorted(found)
+
+
+def _run_ids(dirs: list[Path]) -> dict[Path, str]:
+    """Short unique ids: the path relative to the runs' common parent."""
+    if not dirs:
+        return {}
+    if len(dirs) == 1:
+        return {dirs[0]: dirs[0].name}
+    root = Path(os.path.commonpath([str(d) for d in dirs]))
+    return {d: (str(d.relative_to(root)) or d.name) for d in dirs}
+
+
+# --------------------------------------------------------------------------- run metadata
+def _select(cfg: dict, dotted: str):
+    cur = cfg
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _read_yaml(path: Path):
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    ov = _read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    if ov:
+        return list(ov)
+    info_path = run_dir / "run_info.json"
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        return list((info.get("hydra") or {}).get("overrides") or [])
+    return []
+
+
+def _parse_override(ov: str, cfg: dict) -> tuple[str, object] | None:
+    if "=" not in ov or ov.startswith("~"):
+        return None
+    key, val = ov.split("=", 1)
+    key = key.lstrip("+")
+    if key.startswith(_SKIP_OVERRIDE_PREFIXES):
+        return None
+    if key in META_COLUMNS:  # e.g. +experiment=ablate_beta: a config group, not task_name
+        return f"{key}_group", val
+    resolved = _select(cfg, key)
+    if resolved is not None and not isinstance(resolved, (dict, list)):
+        return key, resolved
+    try:
+        parsed = yaml.safe_load(val)
+    except yaml.YAMLError:
+        parsed = val
+    return key, parsed if isinstance(parsed, (int, float, str, bool)) else val
+
+
+def run_meta(run_dir: Path) -> dict:
+    """Experiment, algo and overrides of one run dir (training or evaluate dir)."""
+    run_dir = Path(run_dir)
+    cfg = _read_yaml(run_dir / "config.yaml") or _read_yaml(run_dir / ".hydra" / "config.yaml") or {}
+    meta = {"path": str(run_dir), "experiment": cfg.get("task_name"), "algo": _select(cfg, "algo.name")}
+    overrides = {}
+    for ov in _overrides(run_dir):
+        parsed = _parse_override(ov, cfg)
+        if parsed:
+            overrides[parsed[0]] = parsed[1]
+    ckpt = cfg.get("ckpt_path")
+    if ckpt and (Path(ckpt) / "config.yaml").exists() and Path(ckpt).resolve() != run_dir.resolve():
+        # a laser.evaluate dir: describe it by the training run it evaluated
+        src = run_meta(Path(ckpt))
+        meta.update(experiment=src["experiment"], algo=src["algo"])
+        overrides = {**src["overrides"], **overrides}
+        cfg = src["config"]
+    meta["overrides"] = overrides
+    meta["config"] = cfg
+    return meta
+
+
+def _meta_frame(dirs: list[Path]) -> pd.DataFrame:
+    """One row per run: run, path, experiment, algo and every override that differs between runs."""
+    ids = _run_ids(dirs)
+    metas = [run_meta(d) for d in dirs]
+    keys = sorted({k for m in metas for k in m["overrides"]})
+    rows = []
+    for d, m in zip(dirs, metas, strict=True):
+        row = {"run": ids[d], "path": m["path"], "experiment": m["experiment"], "algo": m["algo"]}
+        for k in keys:
+            # a key overridden in some runs only: fall back to the run's resolved config value
+            v = m["overrides"].get(k, _select(m["config"], k))
+            row[k] = None if isinstance(v, (dict, list)) else v
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=META_COLUMNS + keys)
+    differing = [k for k in keys if frame[k].astype(str).nunique(dropna=False) > 1]
+    return frame[META_COLUMNS + differing]
+
+
+def override_columns(df: pd.DataFrame) -> list[str]:
+    """The override columns of a frame from this module (those that differ between its runs)."""
+    known = set(META_COLUMNS) | {
+        "split", "step", "epoch", "metric", "value", "method", "k", "accuracy", "problem", "sample",
+        "correct", "score", "source",
+    }  # fmt: skip
+    return [c for c in df.columns if c not in known and "/" not in c]
+
+
+# --------------------------------------------------------------------------- metrics
+def _tidy_metrics(csv: Path) -> pd.DataFrame:
+    raw = pd.read_csv(csv)
+    id_vars = [c for c in ("epoch", "step") if c in raw.columns]
+    long = raw.melt(id_vars=id_vars, var_name="metric", value_name="value").dropna(subset=["value"])
+    long["split"] = long["metric"].str.split("/").str[0]
+    return long.reset_index(drop=True)
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """Tidy metrics of every run dir (holding ``metrics.csv``) under ``paths``; see module doc."""
+    dirs = find_dirs(paths, "metrics.csv")
+    if not dirs:
+        raise FileNotFoundError(f"no run directory with metrics.csv under {paths!r}")
+    meta = _meta_frame(dirs)
+    frames = []
+    for d, (_, m) in zip(dirs, meta.iterrows(), strict=True):
+        t = _tidy_metrics(d / "metrics.csv")
+        for col, val in m.items():
+            t[col] = val
+        frames.append(t)
+    df = pd.concat(frames, ignore_index=True)
+    order = [*list(meta.columns), "split", "step", "epoch", "metric", "value"]
+    return df[[c for c in order if c in df.columns]]
+
+
+def wide(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run x step, one column per metric (first logged value wins at a duplicate step)."""
+    idx = [c for c in df.columns if c not in ("metric", "value", "split", "epoch")]
+    return df.pivot_table(
+        index=idx, columns="metric", values="value", aggfunc="first", dropna=False
+    ).reset_index()
+
+
+def final_metrics(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per run with the last logged (non-NaN) value of each metric."""
+    if metrics is not None:
+        df = df[df["metric"].isin(list(metrics))]
+    meta = [c for c in df.columns if c not in ("split", "step", "epoch", "metric", "value")]
+    last = df.sort_values("step", kind="stable").groupby(["run", "metric"], sort=False).tail(1)
+    out = last.pivot_table(index="run", columns="metric", values="value", aggfunc="last")
+    out.columns.name = None
+    info = df[meta].drop_duplicates("run").set_index("run")
+    return info.join(out).reset_index()
+
+
+# --------------------------------------------------------------------------- voting / scaling
+def _with_meta(dirs: list[Path], read) -> pd.DataFrame:
+    meta = _meta_frame(dirs)
+    frames = []
+    for d, (_, m) in zip(dirs, meta.iterrows(), strict=True):
+        t = read(d)
+        for col, val in m.items():
+            t[col] = val
+        frames.append(t)
+    if not frames:
+        return pd.DataFrame(columns=[*META_COLUMNS, "method", "k", "accuracy"])
+    df = pd.concat(frames, ignore_index=True)
+    front = list(meta.columns)
+    return df[front + [c for c in df.columns if c not in front]]
+
+
+def _read_voting(d: Path, name: str) -> pd.DataFrame:
+    v = pd.read_csv(d / name, index_col=0)
+    v.index.name = "method"
+    long = v.reset_index().melt(id_vars="method", var_name="k", value_name="accuracy")
+    long["k"] = long["k"].astype(int)
+    return long.sort_values(["method", "k"]).reset_index(drop=True)
+
+
+def load_voting(paths) -> pd.DataFrame:
+    """``voting.csv`` of every training run under ``paths`` -> ``run, ..., method, k, accuracy``."""
+    return _with_meta(find_dirs(paths, "voting.csv"), lambda d: _read_voting(d, "voting.csv"))
+
+
+def load_scaling(paths) -> pd.DataFrame:
+    """Per-problem ``scaling.csv`` of every ``laser.evaluate`` dir under ``paths``.
+
+    Columns ``run, path, experiment, algo, ..., ckpt_path, problem, k, method, accuracy``; ``ckpt_path``
+    is the evaluated run dir (from the evaluate dir's ``.hydra/config.yaml``).
+    """
+
+    def read(d: Path) -> pd.DataFrame:
+        t = pd.read_csv(d / "scaling.csv")
+        cfg = _read_yaml(d / ".hydra" / "config.yaml") or {}
+        t["ckpt_path"] = cfg.get("ckpt_path")
+        return t
+
+    return _with_meta(find_dirs(paths, "scaling.csv"), read)
+
+
+def scaling_summary(scaling: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy over problems: ``run, ..., method, k, accuracy``."""
+    keys = [c for c in scaling.columns if c not in ("problem", "accuracy")]
+    return scaling.groupby(keys, dropna=False, sort=True)["accuracy"].mean().reset_index()
+
+
+def load_problems(paths) -> pd.DataFrame:
+    """``problems.jsonl`` of every evaluate dir -> one row per response.
+
+    Columns ``run, ..., problem, sample, correct, score``.
+    """
+
+    def read(d: Path) -> pd.DataFrame:
+        rows = []
+        with open(d / "problems.jsonl") as f:
+            for i, line in enumerate(f):
+                rec = json.loads(line)
+                for j, (c, s) in enumerate(zip(rec["correct"], rec["score"], strict=False)):
+                    rows.append({"problem": i, "sample": j, "correct": bool(c), "score": s})
+        return pd.DataFrame(rows, columns=["problem", "sample", "correct", "score"])
+
+    return _with_meta(find_dirs(paths, "problems.jsonl"), read)
+
+
+def load_self_verify(paths) -> pd.DataFrame:
+    """``self_verify.json`` of every evaluate dir -> one row per run."""
+
+    def read(d: Path) -> pd.DataFrame:
+        return pd.DataFrame([json.loads((d / "self_verify.json").read_text())])
+
+    return _with_meta(find_dirs(paths, "self_verify.json"), read)
+
+
+# --------------------------------------------------------------------------- W&B
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_wandb_runs(project: str, filters: dict | None = None, keys: list[str] | None = None) -> pd.DataFrame:
+    """Same tidy shape as :func:`load_runs`, read from the W&B API (``entity/project``).
+
+    Override columns are the flattened config keys whose values differ between the selected runs.
+    """
+    import wandb  # lazy: only needed online
+
+    api = wandb.Api()
+    frames, metas = [], []
+    for r in api.runs(project, filters=filters or {}):
+        cfg = _flatten({k: v for k, v in r.config.items() if not k.startswith("_")})
+        hist = r.history(keys=keys, pandas=True) if keys else r.history(pandas=True)
+        hist = hist.rename(columns={"_step": "step", "trainer/global_step": "step"})
+        hist = hist.loc[:, ~hist.columns.duplicated()]
+        metric_cols = [c for c in hist.columns if "/" in c and not c.startswith("_")]
+        long = hist.melt(id_vars=["step"], value_vars=metric_cols, var_name="metric", value_name="value")
+        long = long.dropna(subset=["value"])
+        long["value"] = pd.to_numeric(long["value"], errors="coerce")
+        long["split"] = long["metric"].str.split("/").str[0]
+        long["epoch"] = float("nan")
+        long["run"] = r.name or r.id
+        long["path"] = r.url
+        frames.append(long)
+        metas.append(
+            {"run": r.name or r.id, "experiment": cfg.get("task_name"), "algo": cfg.get("algo.name"), **cfg}
+        )
+    if not frames:
+        return pd.DataFrame(columns=[*META_COLUMNS, "split", "step", "epoch", "metric", "value"])
+    meta = pd.DataFrame(metas)
+    extra = [
+        c
+        for c in meta.columns
+        if c not in META_COLUMNS and meta[c].astype(str).nunique(dropna=False) > 1 and "/" not in c
+    ]
+    df = pd.concat(frames, ignore_index=True).merge(meta[["run", "experiment", "algo", *extra]], on="run")
+    order = [*META_COLUMNS, *extra, "split", "step", "epoch", "metric", "value"]
+    return df[order]
