@@ -120,7 +120,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     export = export_policy(module, tokenizer, run, out)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics |= module.final_summary()
-    if cfg.final_eval.problems > 0 and token_id is not None:
+    # a per-sample reference c_ref has no constant to score samples with outside training
+    if cfg.final_eval.problems > 0 and token_id is not None and run.algo.self_reward.c_ref != "reference":
         metrics |= final_voting_eval(cfg, module, datamodule, out)
     print_summary(run, metrics, out, export)
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
