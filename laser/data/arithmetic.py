@@ -24,7 +24,8 @@ class ArithmeticProblem:
     answer: str
 
 
-def _apply(op: str, a: int, b: int) -> int:
+def apply_op(op: str, a: int, b: int) -> int:
+    """`a op b` for the task's operators."""
     match op:
         case "+":
             return a + b
@@ -41,7 +42,7 @@ def make_problem(operands: list[int], ops: list[str]) -> ArithmeticProblem:
     expr = str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:], strict=True))
     acc, steps = operands[0], []
     for op, x in zip(ops, operands[1:], strict=True):
-        new = _apply(op, acc, x)
+        new = apply_op(op, acc, x)
         steps.append(f"{acc}{op}{x}={new}")
         acc = new
     solution = ", ".join(steps) + f" {ANSWER_MARKER} {acc}"

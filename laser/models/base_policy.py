@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from laser.data.collate import pad_batch
+from laser.data.collate import PromptCollator, pad_batch
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.types import Rollout
 
@@ -42,12 +42,8 @@ def warmup_cosine(step: int, total: int, warmup_frac: float = 0.05, floor: float
 
 def _sft_batch(tokenizer, prompts: list[str], solutions: list[str]) -> Rollout:
     """Prompts (left-padded, with BOS) and solutions + EOS (right-padded) as a Rollout."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    p_ids, p_mask = pad_batch(
-        [bos + tokenizer.encode(p, add_special_tokens=False) for p in prompts],
-        tokenizer.pad_token_id,
-        left=True,
-    )
+    encode = PromptCollator(tokenizer).encode  # the same prompt encoding as generation
+    p_ids, p_mask = pad_batch([encode(p) for p in prompts], tokenizer.pad_token_id, left=True)
     eos = [tokenizer.eos_token_id]
     r_ids, r_mask = pad_batch(
         [tokenizer.encode(s, add_special_tokens=False) + eos for s in solutions],

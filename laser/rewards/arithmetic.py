@@ -11,11 +11,11 @@ import re
 
 import torch
 
+from laser.data.arithmetic import apply_op
 from laser.rewards.verifier import extract_answer
 
 _PROMPT = re.compile(r"^\d+(?:[+\-*]\d+)+=$")
 _STEP = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
 def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
@@ -35,7 +35,7 @@ def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
         m = _STEP.match(step)
         if m is None or (int(m[1]), m[2], int(m[3])) != (acc, op, x):
             return False
-        acc = _OPS[op](acc, x)
+        acc = apply_op(op, acc, x)
         if int(m[4]) != acc:
             return False
     return str(acc) == answer.strip()
