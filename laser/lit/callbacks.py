@@ -89,7 +89,7 @@ class WandbSelfRewardHistograms(Callback):
     """At each validation, log histograms of the self-reward scores of correct and of incorrect
     finished responses (`val/self_reward/hist/correct`, `.../incorrect`).
 
-    It reads the rows the module's `validation_step` appends to `module._val_rows`, one batch at a time.
+    It reads the rows the module's `validation_step` appends to `module.val_rows`, one batch at a time.
     """
 
     def __init__(self, num_bins: int = 64) -> None:
@@ -104,7 +104,7 @@ class WandbSelfRewardHistograms(Callback):
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
-        rows = pl_module._val_rows[-1] if getattr(pl_module, "_val_rows", None) else None
+        rows = pl_module.val_rows[-1] if getattr(pl_module, "val_rows", None) else None
         if not wandb_loggers(trainer) or rows is None or rows.get("z_logp") is None:
             return
         if pl_module.self_reward_id is None:

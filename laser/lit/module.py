@@ -61,7 +61,7 @@ class LaserModule(LightningModule):
             "kl_estimator": algo.kl_estimator, "clip_low": algo.clip_low,
             "clip_high": algo.clip_high, "dual_clip": algo.dual_clip, "agg": algo.loss_agg,
         }  # fmt: skip
-        self._val_rows: list[dict[str, torch.Tensor]] = []
+        self.val_rows: list[dict[str, torch.Tensor]] = []
         self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
 
     # -- the algorithm -------------------------------------------------------------------------
@@ -200,14 +200,14 @@ class LaserModule(LightningModule):
         rewards = self.verify(rollout, batch, 1)
         z = torch.nan_to_num(rollout.z_logp) if rollout.z_logp is not None else None
         ref = self.reference_pass(rollout) if self.sr.c_ref == "reference" else None
-        self._val_rows.append(
+        self.val_rows.append(
             {"rewards": rewards, "finished": rollout.finished, "lengths": rollout.lengths,
              "z_logp": z, "c_ref": self.c_ref_for(ref).expand(len(rollout))}
         )  # fmt: skip
 
     def on_validation_epoch_end(self) -> None:
-        rows = {k: torch.cat([r[k] for r in self._val_rows]) for k in self._val_rows[0]}
-        self._val_rows.clear()
+        rows = {k: torch.cat([r[k] for r in self.val_rows]) for k in self.val_rows[0]}
+        self.val_rows.clear()
         rollout_like = {"finished": rows["finished"], "lengths": rows["lengths"]}
         stats = rollout_metrics(rollout_like, rows["rewards"])
         if rows["z_logp"] is not None and self.self_reward_id is not None:
