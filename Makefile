@@ -7,9 +7,11 @@ TORCH_VERSION ?= 2.13.0
 # unless pip's own sources already hold that version (as a local wheel folder, for instance).
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_GPU := $(shell command -v nvidia-smi 2>/dev/null)
+# the PostgreSQL server that tests/test_sweep_postgres.py starts (Debian keeps it off PATH)
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 ARGS ?=
 
-.PHONY: help install run test test-all lint format smoke clean
+.PHONY: help install postgres run test test-all lint format smoke clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,7 +28,21 @@ install: $(BIN)/python  ## create .venv and install laser with its dev extras
 run: install  ## train the default LaSeR experiment (pass overrides with ARGS="algo=grpo ...")
 	$(BIN)/python -m laser.run $(ARGS)
 
-test: install  ## run the test suite (not the GPU tests)
+postgres:  ## install the PostgreSQL server for the shared-study sweep tests (apt-get, as root)
+ifeq ($(PG_INITDB),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing the PostgreSQL server for tests/test_sweep_postgres.py (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql \
+	    || echo "apt-get failed: tests/test_sweep_postgres.py will be skipped (or fail under CI=true)"; \
+	else \
+	  echo "No PostgreSQL server found: tests/test_sweep_postgres.py will be skipped. To run it, install"; \
+	  echo "the server: sudo apt-get install postgresql (Debian/Ubuntu), or your system's package."; \
+	fi
+else
+	@echo "PostgreSQL server: $(dir $(PG_INITDB))"
+endif
+
+test: install postgres  ## run the test suite (not the GPU tests)
 	$(BIN)/python -m pytest -q
 
 lint: install  ## ruff lint and format check

@@ -21,7 +21,8 @@ class LaserOptunaSweeperConf:
     study_name: str = "${oc.select:task_name,laser}"
     """Name of the study in the storage; the same name and storage resume it."""
     storage: str | None = "sqlite:///${hydra.sweep.dir}/optuna.db"
-    """Any SQLAlchemy URL (sqlite:///file.db, postgresql://user:pass@host/db), or null (in memory)."""
+    """Any SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://user:pass@host/db), or null (in
+    memory). Sweep processes on several machines share a study through a server database."""
     direction: Any = "minimize"
     """'minimize' or 'maximize', or a list of them for a multi-objective study (then the task
     returns one value per direction, in order)."""

@@ -8,6 +8,7 @@ The loop, `n_trials` at a time in batches of `n_jobs`:
    number of values) is told as FAIL and the sweep goes on.
 
 The study lives in `storage` under `study_name`, so the same command resumes it and adds `n_trials`.
+Several sweep processes can add trials to one study in a server database (PostgreSQL) at once.
 At the end the best trial (or, multi-objective, the Pareto front) is logged and written to
 `<hydra.sweep.dir>/optimization_results.yaml`.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import random
+import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -32,6 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from ._search_space import SearchSpace, param_lines
 
@@ -63,6 +67,21 @@ def absolute_sqlite_url(url: str | None) -> str | None:
 def display_url(url: str | None) -> str:
     """The storage URL with any password masked, for logs and the results file."""
     return "in memory" if url is None else make_url(url).render_as_string(hide_password=True)
+
+
+def open_storage(url: str | None, attempts: int = 5) -> optuna.storages.BaseStorage:
+    """The Optuna storage at `url` (None: in memory).
+
+    Sweeps that start at the same moment on an empty database race to create its tables; the losers
+    get an IntegrityError or ProgrammingError, and find the tables once the winner has committed them.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return optuna.storages.get_storage(url)
+        except (IntegrityError, ProgrammingError) as e:
+            log.info(f"Another process was creating the storage's tables ({type(e).__name__}); retrying")
+            time.sleep(random.uniform(0.5, 1.5))
+    return optuna.storages.get_storage(url)
 
 
 def objective_values(ret: JobReturn, n_objectives: int) -> list[float]:
@@ -200,7 +219,7 @@ class LaserOptunaSweeper(Sweeper):
 
     def _open_study(self, storage_url: str | None, lines: list[str]) -> optuna.Study:
         """Create the study, or load it (checking its directions) to add trials to it."""
-        storage = optuna.storages.get_storage(storage_url)
+        storage = open_storage(storage_url)
         try:
             n_before = len(storage.get_all_trials(storage.get_study_id_from_name(self.study_name)))
         except KeyError:
@@ -260,9 +279,14 @@ class LaserOptunaSweeper(Sweeper):
         batch = [space.overrides(t.params) for t in trials]
         for trial, overrides in zip(trials, batch, strict=True):
             trial.set_user_attr("overrides", overrides)
+        numbers = [t.number for t in trials]
+        if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            # another process sharing the study took numbers in between: jobs are numbered from the
+            # first trial on, so the directories are named by trial number explicitly
+            batch = [[*o, f"hydra.sweep.subdir={n}"] for o, n in zip(batch, numbers, strict=True)]
         try:
             self.validate_batch_is_legal(batch)
-            return self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            return self.launcher.launch(batch, initial_job_idx=numbers[0])
         except BaseException:  # a composition error or an interrupt: no trial stays RUNNING
             for trial in trials:
                 study.tell(trial, state=TrialState.FAIL)

@@ -1,0 +1,255 @@
+"""Several sweep processes on one Optuna study in a real PostgreSQL server, as on several machines.
+
+The fixture starts a throwaway server from the installed PostgreSQL binaries (Debian: `apt-get install
+postgresql`; `make test` installs it when run as root). Without them the tests are skipped, or fail
+when CI=true, where they must run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCHPATH = f"hydra.searchpath=[file://{ROOT}]"
+SERVER_HINT = "install the server: apt-get install postgresql (Debian/Ubuntu), or `make postgres` as root"
+WORKERS = 2
+TRIALS_PER_WORKER = 2
+# a metric that differs between trials of debug=fast runs (their F1 is 0), so each trial's value
+# identifies its run
+METRIC = "val/self_reward/mse"
+
+
+def skip_or_fail(reason: str) -> None:
+    """CI must run the PostgreSQL tests: there a missing server fails them instead of skipping them."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: this test must run)")
+    pytest.skip(reason)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The folder of initdb and pg_ctl: Debian's newest /usr/lib/postgresql/<v>/bin, else from PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    initdb = found[-1] if found else shutil.which("initdb")
+    if initdb is None:
+        return None
+    folder = Path(initdb).resolve().parent
+    return folder if (folder / "pg_ctl").is_file() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """A cluster in a temporary folder, run as the `postgres` OS user when we are root (the server
+    refuses to run as root), listening on 127.0.0.1 and a socket in the same folder."""
+
+    def __init__(self, bin_dir: Path, base: Path, os_user: str | None) -> None:
+        self.bin_dir, self.base, self.os_user = bin_dir, base, os_user
+        self.data, self.log = base / "data", base / "server.log"
+        self.port = free_port()
+
+    def run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bin_dir / tool), *args]
+        if self.os_user:
+            cmd = [shutil.which("runuser") or "/sbin/runuser", "-u", self.os_user, "--", *cmd]
+        proc = subprocess.run(cmd, cwd=self.base, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}{log}")
+
+    def start(self) -> None:
+        args = ["-U", "laser", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]
+        self.run("initdb", "-D", str(self.data), *args)
+        # fsync off: a throwaway cluster need not survive a crash
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -F"
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        import psycopg
+
+        # autocommit: CREATE DATABASE cannot run in a transaction
+        with psycopg.connect(f"postgresql://laser@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://laser@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
+def server_os_user() -> str | None:
+    """`postgres` when we are root, else None (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        skip_or_fail(f"running as root but there is no `postgres` OS user to run the server: {SERVER_HINT}")
+    return "postgres"
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A fresh server for this module's tests, stopped after them (also when they fail)."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        skip_or_fail(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {SERVER_HINT}")
+    try:
+        import psycopg  # noqa: F401  # the driver of postgresql+psycopg:// URLs
+    except ImportError:
+        skip_or_fail("the PostgreSQL driver psycopg is not installed: pip install -e '.[dev]'")
+    os_user = server_os_user()
+    # under /tmp, not pytest's tmp_path: the postgres user cannot enter root's private pytest folder
+    base = Path(tempfile.mkdtemp(prefix="laser-pg-"))
+    if os_user:
+        user = pwd.getpwnam(os_user)
+        os.chown(base, user.pw_uid, user.pw_gid)
+    server = PostgresServer(bin_dir, base, os_user)
+    try:
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def start_worker(sweep_dir: Path, storage: str, seed: int, n_jobs: int) -> subprocess.Popen:
+    """One sweep process adding TRIALS_PER_WORKER trials to the shared study `shared`."""
+    cmd = [sys.executable, "-m", "laser.run", SEARCHPATH, "+sweeps=optuna_lr_alpha_beta", "debug=fast"]
+    cmd += ["logger=csv", "num_threads=1", f"optimized_metric={METRIC}", "hydra.sweeper.direction=minimize"]
+    # the URL through the environment, as sweeps/README.md advises (no password in saved overrides)
+    cmd += ["hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}", "hydra.sweeper.study_name=shared"]
+    cmd += [f"hydra.sweeper.seed={seed}", f"hydra.sweeper.n_trials={TRIALS_PER_WORKER}"]
+    cmd += [f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep_dir}", "-m"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OPTUNA_STORAGE": storage}
+    sweep_dir.mkdir(parents=True)
+    with (sweep_dir.parent / f"{sweep_dir.name}.log").open("w") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_all(procs: list[subprocess.Popen], logs: list[Path], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        for proc, log in zip(procs, logs, strict=True):
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert code == 0, f"sweep worker exited {code}:\n{log.read_text()[-6000:]}"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def last_logged(metrics_csv: Path, name: str) -> float:
+    """The last value of `name` in a run's metrics.csv (Lightning's CSVLogger)."""
+    with metrics_csv.open() as f:
+        values = [row[name] for row in csv.DictReader(f) if row.get(name)]
+    assert values, f"{metrics_csv} has no {name}"
+    return float(values[-1])
+
+
+# each process waits for the same instant, then opens the storage and creates (or loads) the study
+OPEN_STUDY_AT = """
+import sys, time
+import optuna
+from hydra_plugins.laser_optuna_sweeper.sweeper import open_storage
+url, start = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, start - time.time() - 0.1))
+while time.time() < start:  # spinning wakes them closer together than sleep does
+    pass
+optuna.create_study(storage=open_storage(url), study_name="race", load_if_exists=True)
+"""
+
+
+@pytest.mark.slow
+def test_sweeps_starting_together_on_an_empty_database_all_open_the_study(postgres):
+    """They race to create Optuna's tables; without open_storage's retry some of them fail."""
+    url = postgres.create_database("race")
+    start = str(time.time() + 5)  # after every process has imported optuna
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STUDY_AT, url, start], cwd=ROOT, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode()[-2000:] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    assert optuna.get_all_study_names(url) == ["race"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_and_record_each_trial_once(postgres, tmp_path):
+    url = postgres.create_database("two_workers")
+    sweep_dirs = [tmp_path / f"worker{i}" for i in range(WORKERS)]
+    # distinct seeds, as on several machines; n_jobs=2 asks two trials at once, which the other
+    # worker may interleave
+    procs = [start_worker(d, url, seed=i, n_jobs=i + 1) for i, d in enumerate(sweep_dirs)]
+    wait_all(procs, [d.parent / f"{d.name}.log" for d in sweep_dirs])
+
+    (name,) = optuna.get_all_study_names(url)
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    total = WORKERS * TRIALS_PER_WORKER
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * total
+    assert sorted(t.number for t in trials) == list(range(total))
+    run_dirs = [Path(t.user_attrs["output_dir"]) for t in trials]
+    assert len(set(run_dirs)) == total
+    for trial, run_dir in zip(trials, run_dirs, strict=True):
+        assert run_dir.parent in sweep_dirs
+        assert run_dir.name == str(trial.number)  # directories are named by trial number
+        assert trial.value == pytest.approx(last_logged(run_dir / "metrics.csv", METRIC), rel=1e-9)
+    # each worker ran its own trials, in its own sweep directory
+    for sweep_dir in sweep_dirs:
+        assert sum(d.parent == sweep_dir for d in run_dirs) == TRIALS_PER_WORKER
+
+
+ASK_UNTIL_KILLED = """
+import sys, time
+import optuna
+study = optuna.load_study(study_name="shared", storage=sys.argv[1])
+while True:
+    study.ask()
+    time.sleep(0.002)
+"""
+
+
+@pytest.mark.slow
+def test_batch_interleaved_with_another_process_keeps_trial_numbers_as_directory_names(postgres, tmp_path):
+    """The trials of one batch get non-consecutive numbers when another process asks in between;
+    their run directories are still named by trial number."""
+    url = postgres.create_database("interleaved")
+    study = optuna.create_study(storage=url, study_name="shared", direction="minimize")
+    asker = subprocess.Popen([sys.executable, "-c", ASK_UNTIL_KILLED, url], cwd=ROOT)
+    try:
+        while not study.get_trials(deepcopy=False) and asker.poll() is None:
+            time.sleep(0.1)
+        sweep_dir = tmp_path / "worker"
+        wait_all([start_worker(sweep_dir, url, seed=0, n_jobs=2)], [tmp_path / "worker.log"])
+    finally:
+        asker.kill()
+        asker.wait()
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == TRIALS_PER_WORKER
+    first, second = (t.number for t in complete)
+    assert second > first + 1, "the other process did not ask between the batch's two trials"
+    run_dirs = [Path(t.user_attrs["output_dir"]) for t in complete]
+    assert run_dirs == [sweep_dir / str(first), sweep_dir / str(second)]
+    assert all((d / "metrics.csv").is_file() for d in run_dirs)
