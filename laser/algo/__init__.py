@@ -10,6 +10,7 @@ from laser.algo.schedule import self_reward_phase
 from laser.algo.self_reward import (
     auroc,
     check_c_ref,
+    grouped_auroc,
     self_reward_mse,
     self_reward_score,
     self_verify_metrics,
@@ -23,6 +24,7 @@ __all__ = [
     "check_c_ref",
     "clipped_policy_loss",
     "group_advantages",
+    "grouped_auroc",
     "kl_estimate",
     "kl_penalty",
     "laser_objective",

@@ -81,7 +81,8 @@ def scaling_curves(
     Args:
         answer_ids: (P, K) answer classes (-1 = no answer).
         correct: (P, K) bool, verifier verdicts.
-        scores: (P, K) self-reward scores (clipped to [0, 1] for voting weights).
+        scores: (P, K) raw self-reward scores: best-of-k ranks them as they are, weighted voting
+            uses them clipped to [0, 1] (E8; clipping would turn best-of-k's ranking into ties).
         ks: budgets, each <= K.
         num_resamples: random subsets per problem and k (one subset suffices when k == K).
         generator: RNG for the subsets.
@@ -106,7 +107,7 @@ def scaling_curves(
             a, c, w = answer_ids.gather(-1, idx), correct.gather(-1, idx), weights.gather(-1, idx)
             acc["majority"] += picked_correct(vote(a), c)
             acc["weighted_majority"] += picked_correct(vote(a, w), c)
-            acc["best_of_k"] += picked_correct(best_of_k(w, a >= 0), c)
+            acc["best_of_k"] += picked_correct(best_of_k(scores.gather(-1, idx), a >= 0), c)
         for m, total in acc.items():
             out[m][k] = total / reps
     return out

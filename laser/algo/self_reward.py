@@ -155,6 +155,37 @@ def auroc(scores: Tensor, labels: Tensor) -> Tensor:
     return torch.where(denom > 0, u / torch.where(denom > 0, denom, 1.0), math.nan)
 
 
+def grouped_auroc(scores: Tensor, labels: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """AUROC within each group (a prompt's K samples), averaged over groups holding both classes.
+
+    Best-of-k and weighted voting only compare samples of the same prompt, so this is the ranking
+    quality they rely on; the pooled :func:`auroc` also rewards scores that merely track a
+    prompt's difficulty.
+
+    Args:
+        scores: (P, K) scores of the K samples of each of P groups.
+        labels: (P, K) bool or 0/1; true marks positives (correct responses).
+        valid: Optional (P, K) bool; other samples are ignored (e.g. truncated responses).
+
+    Returns:
+        (mean AUROC over groups with at least one positive and one negative, NaN if none;
+        the number of such groups), as float64 / long scalars.
+    """
+    s = scores.detach().double()  # (P, K)
+    keep = torch.ones_like(s, dtype=torch.bool) if valid is None else valid.bool()
+    pos = labels.detach().bool() & keep  # (P, K)
+    neg = ~labels.detach().bool() & keep  # (P, K)
+    diff = s[:, :, None] - s[:, None, :]  # (P, K, K): positive i vs negative j
+    wins = (diff > 0).double() + 0.5 * (diff == 0).double()
+    pairs = pos[:, :, None] & neg[:, None, :]  # (P, K, K)
+    n_pairs = pairs.sum((1, 2)).double()  # (P,)
+    per_group = (wins * pairs).sum((1, 2)) / n_pairs.clamp(min=1)
+    has_both = n_pairs > 0
+    count = has_both.sum()
+    mean = torch.where(count > 0, per_group[has_both].sum() / count.clamp(min=1), math.nan)
+    return mean, count
+
+
 def _harmonic_mean(a: Tensor, b: Tensor) -> Tensor:
     """2ab / (a + b), 0 when a + b == 0."""
     s = a + b
@@ -172,7 +203,8 @@ def self_verify_metrics(
     A row is predicted "correct" when its score > ``threshold``.
 
     Args:
-        scores: (N,) self-reward scores (clipped or not; the threshold test is the same).
+        scores: (N,) raw self-reward scores. The threshold test is the same clipped or not, but
+            AUROC ranks them as given: clipping to [0, 1] would tie every saturated score.
         rewards: (N,) verifier rewards in {0, 1} (the ground truth).
         valid: Optional (N,) bool; only these rows count (default all).
         threshold: Decision threshold on the score.

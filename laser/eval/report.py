@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from laser.algo import scaling_curves, self_verify_metrics
+from laser.algo import grouped_auroc, scaling_curves, self_verify_metrics
 from laser.eval.samples import ScoredSamples
 
 
@@ -42,13 +42,16 @@ def summarise_scaling(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def self_verification(samples: ScoredSamples, threshold: float = 0.5) -> dict[str, float]:
-    """The paper's self-verification metrics over every finished sample."""
+    """The paper's self-verification metrics over every finished sample, plus the AUROC within
+    each problem's samples (the ranking that best-of-k and weighted voting use)."""
     stats = self_verify_metrics(
-        samples.scores.flatten().clamp(0, 1),
+        samples.scores.flatten(),
         samples.correct.flatten().float(),
         samples.finished.flatten(),
         threshold,
     )
+    within, groups = grouped_auroc(samples.scores, samples.correct, samples.finished)
+    stats |= {"self_verify/auroc_within": within, "self_verify/auroc_within_problems": groups}
     return {k: float(v) for k, v in stats.items()}
 
 

@@ -30,5 +30,5 @@ def self_reward_metrics(
     return {
         **mse_stats,
         **summarize("self_reward/score", scores, finished),
-        **self_verify_metrics(scores.clamp(0, 1), rewards, finished, sr.threshold),
+        **self_verify_metrics(scores, rewards, finished, sr.threshold),
     }

@@ -56,3 +56,14 @@ def test_scaling_curves_full_budget_and_informative_scores() -> None:
     # at k=1 every method is a random single sample: about 1/4 correct over 200 subsets
     for method in ("majority", "weighted_majority", "best_of_k"):
         assert abs(curves[method][1].item() - 0.25) < 0.1
+
+
+def test_best_of_k_ranks_raw_scores_while_voting_weights_are_clipped() -> None:
+    # both samples score above 1: clipped they tie (the first would win), raw the second is higher
+    answers = torch.tensor([[5, 7, 5]])
+    correct = answers == 7
+    scores = torch.tensor([[1.4, 1.8, 1.2]], dtype=torch.float64)
+    curves = scaling_curves(answers, correct, scores, ks=[3])
+    assert curves["best_of_k"][3].item() == 1.0
+    # clipped weights: 5 collects 1 + 1, 7 only 1, so weighted voting picks the wrong answer
+    assert curves["weighted_majority"][3].item() == 0.0

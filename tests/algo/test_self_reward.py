@@ -9,6 +9,7 @@ import torch
 from laser.algo.self_reward import (
     auroc,
     check_c_ref,
+    grouped_auroc,
     self_reward_mse,
     self_reward_score,
     self_verify_metrics,
@@ -202,3 +203,45 @@ def test_auroc_matches_pairwise_count_with_ties(seed):
 def test_auroc_is_nan_for_an_empty_class():
     assert math.isnan(auroc(torch.tensor([0.1, 0.2]), torch.tensor([True, True])).item())
     assert math.isnan(auroc(torch.tensor([0.1, 0.2]), torch.tensor([0, 0])).item())
+
+
+def test_grouped_auroc_hand_values():
+    scores = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.3, 0.3], [0.4, 0.6, 0.8]])
+    labels = torch.tensor([[1, 0, 0], [1, 0, 1], [1, 1, 1]])
+    mean, count = grouped_auroc(scores, labels)
+    # group 0: 0.9 beats 0.2 and 0.5 -> 1; group 1: positives 0.1, 0.3 vs negative 0.3 -> (0 + 0.5) / 2
+    # group 2 has no negative and is skipped
+    assert count.item() == 2
+    assert mean.item() == pytest.approx((1.0 + 0.25) / 2)
+
+
+def test_grouped_auroc_ignores_prompt_difficulty_that_pooled_auroc_rewards():
+    # every sample of the easy prompt outscores every sample of the hard one, but within each prompt
+    # the wrong answer scores higher: pooled AUROC looks good, within-prompt ranking is inverted
+    scores = torch.tensor([[0.8, 0.8, 0.8, 0.9], [0.1, 0.2, 0.2, 0.2]])
+    labels = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    assert auroc(scores, labels).item() == pytest.approx(9 / 16)  # each 0.8 beats the three 0.2
+    mean, _ = grouped_auroc(scores, labels)
+    assert mean.item() == 0.0
+
+
+def test_grouped_auroc_valid_mask_and_empty():
+    scores = torch.tensor([[0.1, 0.9, 0.5]])
+    labels = torch.tensor([[1, 0, 0]])
+    valid = torch.tensor([[True, False, True]])
+    mean, count = grouped_auroc(scores, labels, valid)
+    assert (mean.item(), count.item()) == (0.0, 1)
+    mean, count = grouped_auroc(scores, torch.ones(1, 3), valid)
+    assert math.isnan(mean.item()) and count.item() == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grouped_auroc_equals_mean_of_per_group_auroc(seed):
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 4, (6, 8), generator=gen).float()
+    labels = torch.rand(6, 8, generator=gen) < 0.5
+    per_group = [auroc(s, y) for s, y in zip(scores, labels, strict=True)]
+    expected = [a.item() for a in per_group if not math.isnan(a.item())]
+    mean, count = grouped_auroc(scores, labels)
+    assert count.item() == len(expected)
+    assert mean.item() == pytest.approx(sum(expected) / len(expected), abs=1e-12)
