@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+from laser.data.catalog import (
+    BENCHMARKS,
+    USER_TEMPLATE,
+    check_data_file,
+    check_fields,
+    default_benchmark_root,
+)
 
 
 def _require(ok: bool, key: str, value: Any, fix: str) -> None:
@@ -30,7 +39,8 @@ class SelfRewardConfig:
     """The last-token self-reward (paper E3-E7). `alpha: 0` and `tau: 0` turn its training off."""
 
     token: str | None = "<reserved_0>"
-    """The self-reward token z as a string; must encode to exactly one id. null: no score at all."""
+    """The self-reward token z as a string; must encode to exactly one id. null: no score at all.
+    The presets take the model's own (`${model.self_reward_token}`)."""
     alpha: float = 0.1
     """Weight of the self-reward MSE (E4/E5); 0 gives GRPO's loss exactly."""
     beta_v: float = 0.1
@@ -77,7 +87,8 @@ class SelfRewardConfig:
             self.token is not None or not needs_token,
             f"{p}.token",
             self.token,
-            "alpha > 0 or tau > 0 need a self-reward token; set one or use algo=grpo",
+            "alpha > 0 or tau > 0 need a self-reward token; set model.self_reward_token (or "
+            "algo.self_reward.token) to a single unused token of the model's vocabulary, or use algo=grpo",
         )
 
     @property
@@ -176,13 +187,30 @@ class ModelConfig:
     name_or_path: str | None = None
     """Hub id or local folder of a causal LM; null builds the tiny model with the char tokenizer."""
     dtype: str = "float32"
-    """'float32', 'bfloat16' or 'float16' (weights as loaded)."""
+    """'float32', 'bfloat16' or 'float16' (weights as loaded). Train with float32 weights and
+    trainer=gpu's bf16-mixed precision: bfloat16 weights keep about 3 significant digits, so
+    updates at the paper's lr 1e-6 are mostly rounded away."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about one more forward)."""
+    self_reward_token: str | None = "<reserved_0>"
+    """This model's self-reward token z: a string its tokenizer encodes to one id that it never
+    emits (the tiny model's char tokenizer: `<reserved_0>`; Qwen2.5: `<|vision_start|>`).
+    algo.self_reward.token defaults to it."""
+    c_ref: Any = "auto"
+    """This model's default for algo.self_reward.c_ref: 'auto' (estimated before training) or a
+    constant (the paper's: -23 for Qwen2.5 with `<|vision_start|>`)."""
+    stop_tokens: list[str] = field(default_factory=list)
+    """Tokens that end a response besides the tokenizer's EOS and the model's
+    generation_config.eos_token_id (e.g. the chat template's end of turn `<|im_end|>`)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     base_sft: BaseSFTConfig = field(default_factory=BaseSFTConfig)
 
     def __post_init__(self) -> None:
         _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        if self.name_or_path is not None:
+            from laser.models.loading import check_model_source  # imports transformers: only when named
+
+            check_model_source(self.name_or_path)
 
 
 @dataclass
@@ -231,17 +259,112 @@ class ArithmeticTaskConfig:
 
 
 @dataclass
-class DataConfig:
-    """Prompts: the task and how they are batched."""
+class FilesConfig:
+    """Problems with final answers from local files, in the paper's training format: one record per
+    row of a JSONL or Parquet file, rendered with the prompt below (the paper's by default)."""
 
+    train: str | None = None
+    """The training file (.jsonl, .json lines or .parquet)."""
+    eval: Any = "math500"
+    """Held-out prompts: a shipped benchmark (math500, aime24, aime25, amc23), a file with the
+    training file's fields, a fraction in (0, 1) of the training file, or a number of its rows."""
+    problem_field: str = "problem"
+    """Column of the problem text (``a.b`` reads key b of struct column a)."""
+    answer_field: str = "answer"
+    """Column of the final answer (e.g. ``reward_model.ground_truth`` in verl's files)."""
+    max_train: int | None = None
+    """Read only the first rows of the training file (null: all)."""
+    max_eval: int | None = None
+    """Keep only the first held-out problems (null: all); every validation samples each once."""
+    benchmark_root: str | None = None
+    """Folder holding the shipped benchmarks; null: $LASER_BENCHMARK_ROOT or ../shared/benchmarks."""
+    user_template: str = USER_TEMPLATE
+    """The user turn; ``{problem}`` is replaced by the problem (the paper's training prompt)."""
+    system_prompt: str | None = None
+    """A system turn (chat template only); null keeps the template's own default."""
+    prompt_format: str = "auto"
+    """'auto': the tokenizer's chat template when it has one, else the plain `Question: ... Answer:`;
+    'chat': require the chat template; 'plain': never use it."""
+    split_seed: int = 0
+    """Seeds the draw of held-out rows when `eval` is a fraction or a count."""
+
+    @property
+    def holdout(self) -> float | int | None:
+        """The share (float < 1) or count (int) of training rows held out, or None for another source."""
+        value = _as_number(self.eval)
+        return None if value is None else (value if value < 1 else int(value))
+
+    def __post_init__(self) -> None:
+        p = "data.files"
+        _one_of(f"{p}.prompt_format", self.prompt_format, ("auto", "chat", "plain"))
+        _require("{problem}" in self.user_template, f"{p}.user_template", self.user_template,
+                 "must contain {problem}")  # fmt: skip
+        for key in ("max_train", "max_eval"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"{p}.{key}", value, "must be >= 1 or null")
+        number = _as_number(self.eval)
+        if number is not None:
+            ok = 0 < number < 1 or (number >= 1 and float(number).is_integer())
+            fix = "use a fraction in (0, 1), a whole number of rows, a benchmark name or a file"
+            _require(ok, f"{p}.eval", self.eval, fix)
+
+    def check_sources(self) -> None:
+        """The training and eval files exist with the configured fields (cheap: no full read)."""
+        p = "data.files"
+        _require(self.train is not None, f"{p}.train", self.train, "give the training file's path")
+        fields = {f"{p}.problem_field": self.problem_field, f"{p}.answer_field": self.answer_field}
+        check_fields(check_data_file(self.train, f"{p}.train"), fields)
+        if self.holdout is not None:
+            return
+        name = str(self.eval).lower()
+        if name in BENCHMARKS:
+            root = Path(self.benchmark_root) if self.benchmark_root else default_benchmark_root()
+            path = root / BENCHMARKS[name].file
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{p}.eval={self.eval!r}: {path} not found; set {p}.benchmark_root (or "
+                    f"$LASER_BENCHMARK_ROOT) to the folder holding {name}/, or hold out part of the "
+                    f"training file ({p}.eval=0.05)"
+                )
+            return
+        if not Path(str(self.eval)).suffix and not Path(str(self.eval)).exists():
+            raise ValueError(
+                f"{p}.eval={self.eval!r} is neither a benchmark ({', '.join(BENCHMARKS)}), a file, "
+                "a fraction nor a number of training rows"
+            )
+        check_fields(check_data_file(self.eval, f"{p}.eval"), fields)
+
+
+def _as_number(value: Any) -> float | None:
+    """`value` as a number when it is one (or a string spelling one), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class DataConfig:
+    """Prompts: where they come from and how they are batched."""
+
+    source: str = "arithmetic"
+    """'arithmetic': the embedded task (data.task); 'files': problems from local files (data.files)."""
     batch_size: int = 8
     """Prompts per training step (B); each gets algo.group_size completions."""
     eval_batch_size: int = 256
     task: ArithmeticTaskConfig = field(default_factory=ArithmeticTaskConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
 
     def __post_init__(self) -> None:
+        _one_of("data.source", self.source, ("arithmetic", "files"))
         _require(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
         _require(self.eval_batch_size >= 1, "data.eval_batch_size", self.eval_batch_size, ">= 1")
+        if self.source == "files":
+            self.files.check_sources()
 
 
 @dataclass
@@ -286,9 +409,9 @@ class RewardConfig:
         _require(ok, "reward.num_workers", self.num_workers, "must be >= 1 or null")
 
 
-SCHEMAS = {
-    "algo": AlgoConfig,
+SCHEMAS = {  # validated in this order: the model's path before the token it provides
     "model": ModelConfig,
+    "algo": AlgoConfig,
     "rollout": RolloutConfig,
     "data": DataConfig,
     "optim": OptimConfig,
@@ -305,7 +428,7 @@ def register_schemas() -> None:
 
 @dataclass
 class RunConfig:
-    """The validated typed blocks of a run."""
+    """The validated typed blocks of a run, with the checks that span several of them."""
 
     algo: AlgoConfig
     model: ModelConfig
@@ -314,13 +437,27 @@ class RunConfig:
     optim: OptimConfig
     reward: RewardConfig
 
+    def __post_init__(self) -> None:
+        if self.data.source != "files":
+            return
+        steps = self.model.base_sft.steps
+        _require(steps == 0, "model.base_sft.steps", steps,
+                 "the supervised warm-up needs the arithmetic task's worked solutions; set it to 0 "
+                 "with data.source=files")  # fmt: skip
+        _require(self.reward.kind == "math_verify", "reward.kind", self.reward.kind,
+                 "data.source=files has final answers only: use reward=math_verify")  # fmt: skip
+
 
 def validate(cfg: DictConfig) -> RunConfig:
-    """Convert the typed blocks to objects, running every range check (before any model loads)."""
+    """Convert the typed blocks to objects, running every range check (before any model loads).
+
+    Interpolations are resolved in the whole config first, so a block may take values from another
+    (algo.self_reward.token defaults to ${model.self_reward_token}).
+    """
     blocks = {}
     for group, schema in SCHEMAS.items():
         if group not in cfg:
             raise ValueError(f"config has no '{group}' block; add it to the defaults list")
-        node = OmegaConf.merge(OmegaConf.structured(schema), cfg[group])
-        blocks[group] = OmegaConf.to_object(node)
+        values = OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
+        blocks[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     return RunConfig(**blocks)

@@ -21,7 +21,7 @@ from laser.configs import ArithmeticTaskConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
 from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
 from laser.eval.samples import sample_scored
-from laser.models.loading import check_model_source, load_tokenizer
+from laser.models.loading import check_model_source, load_tokenizer, stop_token_ids
 from laser.rewards.arithmetic import ArithmeticVerifier
 from laser.rewards.verifier import Verifier
 from laser.rollout.sampler import Sampler
@@ -114,8 +114,9 @@ def evaluate(cfg: DictConfig) -> dict:
         policy = policy.cuda()
     ro = cfg.rollout
     sampler = Sampler(
-        tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed
-    )
+        tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed,
+        stop_ids=stop_token_ids(tokenizer, model=policy),  # a training export lists its stop ids there
+    )  # fmt: skip
     verifier = make_eval_verifier(cfg)
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],

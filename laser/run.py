@@ -6,7 +6,6 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -16,13 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from laser.algo import check_c_ref
 from laser.configs import RunConfig, register_schemas, validate
-from laser.data.arithmetic import arithmetic_dataset
 from laser.data.datamodule import PromptDataModule
-from laser.eval.report import powers_of_two, scaling_table, summarise_scaling
+from laser.data.sources import build_datasets, dataset_key
+from laser.eval.report import powers_of_two, scaling_table, self_verification, summarise_scaling
 from laser.eval.samples import sample_scored
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy, make_reference
-from laser.models.loading import load_tokenizer
+from laser.models.loading import load_tokenizer, stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
@@ -37,14 +36,25 @@ warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimiz
 
 
 def check_self_reward(run: RunConfig, tokenizer) -> int | None:
-    """Resolve the self-reward token and check a constant c_ref, before any model loads."""
+    """Resolve the self-reward token and the stop tokens, and check a constant c_ref, before any
+    model loads."""
+    stop_ids = stop_token_ids(tokenizer, run.model.stop_tokens)
     sr = run.algo.self_reward
     if sr.token is None:
         return None
     token_id = resolve_single_token(tokenizer, sr.token, "algo.self_reward.token")
+    check_not_a_stop_token(token_id, stop_ids, sr.token)
     if sr.constant_c_ref is not None and (sr.alpha > 0 or sr.tau > 0):
         check_c_ref(sr.constant_c_ref, sr.beta_v, sr.max_target_logprob)
     return token_id
+
+
+def check_not_a_stop_token(token_id: int | None, stop_ids: list[int], token: str | None) -> None:
+    if token_id in stop_ids:
+        raise ValueError(
+            f"algo.self_reward.token={token!r} ends responses (a stop token of this model); "
+            "pick a token the policy never emits"
+        )
 
 
 def make_trainer(cfg: DictConfig) -> L.Trainer:
@@ -53,13 +63,17 @@ def make_trainer(cfg: DictConfig) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def make_samplers(run: RunConfig, tokenizer, token_id: int | None, seed: int):
+def make_samplers(
+    run: RunConfig, tokenizer, token_id: int | None, seed: int, stop_ids: list[int] | None = None
+):
+    """Training and evaluation samplers; `stop_ids` end responses (None: the tokenizer's EOS)."""
     ro = run.rollout
     common = dict(
         max_new_tokens=ro.max_new_tokens,
         top_p=ro.top_p,
         micro_batch_size=ro.micro_batch_size,
         self_reward_id=token_id,
+        stop_ids=stop_ids,
     )
     train = Sampler(tokenizer, temperature=ro.temperature, seed=seed, **common)
     evals = Sampler(tokenizer, temperature=ro.eval_temperature, seed=seed + 1, **common)
@@ -69,6 +83,7 @@ def make_samplers(run: RunConfig, tokenizer, token_id: int | None, seed: int):
 def export_policy(module: LaserModule, tokenizer, run: RunConfig, out: Path) -> Path:
     """Save the final policy and tokenizer with save_pretrained, plus the self-reward settings."""
     path = out / "policy"
+    module.policy.generation_config.eos_token_id = module.sampler.stop_ids  # stop where training did
     module.policy.save_pretrained(path)
     tokenizer.save_pretrained(path)
     sr = run.algo.self_reward
@@ -89,6 +104,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(run.model.name_or_path)
     token_id = check_self_reward(run, tokenizer)
+    data = build_datasets(run.data, tokenizer)
     fill_wandb_identity(cfg)
     trainer = make_trainer(cfg)
     out = Path(cfg.paths.output_dir)
@@ -96,18 +112,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     log_run_config(trainer.loggers, cfg, write_run_info(out, cfg.seed))
 
-    data = arithmetic_dataset(**asdict(run.data.task))
     datamodule = PromptDataModule(
         lambda: data, tokenizer, run.data.batch_size, run.data.eval_batch_size, cfg.seed
     )
     policy = make_base_policy(
-        run.model, tokenizer, data["train"], asdict(run.data.task), cfg.paths.cache_dir, cfg.seed
+        run.model, tokenizer, data["train"], dataset_key(run.data), cfg.paths.cache_dir, cfg.seed
     )
     if run.model.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
+        policy.activation_checkpointing_enable()
+    stop_ids = stop_token_ids(tokenizer, run.model.stop_tokens, policy)
+    check_not_a_stop_token(token_id, stop_ids, run.algo.self_reward.token)
     module = LaserModule(
         policy,
-        *make_samplers(run, tokenizer, token_id, cfg.seed),
+        *make_samplers(run, tokenizer, token_id, cfg.seed, stop_ids),
         verifier=make_verifier(run.reward),
         algo=run.algo,
         optim=run.optim,
@@ -117,9 +134,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     if cfg.get("validate_before_training") and not cfg.get("ckpt_path"):
         trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    export = export_policy(module, tokenizer, run, out)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics |= module.final_summary()
+    if not trainer.is_global_zero:  # data-parallel ranks > 0 stop here; rank 0 exports and reports
+        return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+    export = export_policy(module, tokenizer, run, out)
     # a per-sample reference c_ref has no constant to score samples with outside training
     if cfg.final_eval.problems > 0 and token_id is not None and run.algo.self_reward.c_ref != "reference":
         metrics |= final_voting_eval(cfg, module, datamodule, out)
@@ -137,7 +156,10 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
     )  # fmt: skip
     summary = summarise_scaling(scaling_table(samples, powers_of_two(k), seed=cfg.seed))
     summary.to_csv(out / "voting.csv")
-    return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index}
+    within = self_verification(samples, module.sr.threshold)["self_verify/auroc_within"]
+    return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index} | {
+        "final/self_verify/auroc_within": within
+    }
 
 
 def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: Path) -> None:
@@ -156,13 +178,17 @@ def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: 
 
 
 def voting_lines(metrics: dict[str, float]) -> list[str]:
-    found = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("final/")}
+    found = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("final/") and "@" in k}
     if not found:
         return []
     order = ["pass@1", "majority", "weighted_majority", "best_of_k", "pass@k"]
     names = [m for m in order if any(k.startswith(m + "@") for k in found)]
     k = next(iter(found)).split("@")[-1]
-    return [f"held-out voting at k={k}: " + ", ".join(f"{m} {found[f'{m}@{k}']:.4f}" for m in names)]
+    within = metrics.get("final/self_verify/auroc_within", float("nan"))
+    return [
+        f"held-out voting at k={k}: " + ", ".join(f"{m} {found[f'{m}@{k}']:.4f}" for m in names),
+        f"self-reward AUROC within each prompt's {k} samples  {within:.4f}",
+    ]
 
 
 def get_metric_value(

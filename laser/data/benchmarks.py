@@ -23,45 +23,38 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset, load_dataset
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-ROOT_ENV = "LASER_BENCHMARK_ROOT"
+from laser.data.catalog import (  # re-exported: the loaders' public names
+    BENCHMARKS,
+    FILE_FORMATS,
+    INSTRUCTION,
+    PLAIN_TEMPLATE,
+    PROJECT_ROOT,
+    ROOT_ENV,
+    USER_TEMPLATE,
+    BenchmarkSpec,
+    default_benchmark_root,
+)
 
-INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-USER_TEMPLATE = "{problem} " + INSTRUCTION
-"""The user turn; ``{problem}`` is substituted literally (no other braces are interpreted)."""
-PLAIN_TEMPLATE = "Question: {user}\nAnswer:"
-"""The whole prompt for tokenizers without a chat template; ``{user}`` is the rendered user turn."""
-
-_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """A shipped benchmark: its file under the benchmark root, fields and expected size."""
-
-    file: str
-    size: int
-    problem_field: str = "problem"
-    answer_field: str = "answer"
-
-
-BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "math500": BenchmarkSpec("math500/test.jsonl", 500),
-    "aime24": BenchmarkSpec("aime24/test.jsonl", 30),
-    "aime25": BenchmarkSpec("aime25/test.jsonl", 30),
-    "amc23": BenchmarkSpec("amc23/test.jsonl", 40),
-}
-
-
-def default_benchmark_root() -> Path:
-    """``$LASER_BENCHMARK_ROOT`` if set, else ``<project root>/../shared/benchmarks``."""
-    env = os.environ.get(ROOT_ENV)
-    return Path(env) if env else (PROJECT_ROOT.parent / "shared" / "benchmarks")
+__all__ = [
+    "BENCHMARKS",
+    "INSTRUCTION",
+    "PLAIN_TEMPLATE",
+    "PROJECT_ROOT",
+    "ROOT_ENV",
+    "USER_TEMPLATE",
+    "BenchmarkSpec",
+    "benchmark_path",
+    "default_benchmark_root",
+    "load_benchmark",
+    "load_benchmarks",
+    "load_problems",
+    "load_training_set",
+    "render_prompt",
+]
 
 
 def render_prompt(
@@ -106,7 +99,7 @@ def _read(path: Path) -> Dataset:
         raise ValueError(f"data path {path} is a folder; give the .jsonl/.json/.parquet file inside it")
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found; check the path")
-    fmt = _FORMATS.get(path.suffix.lower())
+    fmt = FILE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(
             f"data file {path}: unsupported extension {path.suffix!r}; use .jsonl, .json or .parquet"
@@ -147,6 +140,7 @@ def load_problems(
     answer_field: str = "answer",
     keep_fields: Sequence[str] = (),
     limit: int | None = None,
+    option_prefix: str = "",
     **prompt_kwargs,
 ) -> Dataset:
     """Problems and answers from one JSONL/JSON/Parquet file, normalised to prompt/problem/answer.
@@ -158,16 +152,18 @@ def load_problems(
             reads key ``b`` of struct column ``a`` (e.g. verl's ``reward_model.ground_truth``).
         keep_fields: extra columns to carry over unchanged (e.g. ``("solution", "level")``).
         limit: keep only the first `limit` rows.
+        option_prefix: prefix of the field options in error messages (e.g. ``data.files.``).
         **prompt_kwargs: passed to :func:`render_prompt` (user_template, plain_template, ...).
     """
     path = Path(path)
     data = _read(path)
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
-    problems = [str(p) for p in _field(data, path, problem_field, "problem", "problem_field")]
+    opt = option_prefix
+    problems = [str(p) for p in _field(data, path, problem_field, "problem", f"{opt}problem_field")]
     answers = [
         _answer_text(a, path, i)
-        for i, a in enumerate(_field(data, path, answer_field, "answer", "answer_field"))
+        for i, a in enumerate(_field(data, path, answer_field, "answer", f"{opt}answer_field"))
     ]
     columns = {
         "prompt": [render_prompt(p, tokenizer, **prompt_kwargs) for p in problems],
@@ -175,7 +171,7 @@ def load_problems(
         "answer": answers,
     }
     for name in keep_fields:
-        columns[name] = _field(data, path, name, "kept", "keep_fields")
+        columns[name] = _field(data, path, name, "kept", f"{opt}keep_fields")
     return Dataset.from_dict(columns)
 
 

@@ -19,9 +19,10 @@ class PromptDataModule(LightningDataModule):
     Args:
         make_dataset: returns a DatasetDict with `train` and `eval` splits (columns prompt, answer).
         tokenizer: tokenises prompts (left-padded for generation).
-        batch_size: prompts per training step.
+        batch_size: prompts per training step (of each rank under data parallelism).
         eval_batch_size: prompts per validation batch.
-        seed: seeds the training shuffle.
+        seed: seeds the training shuffle (under DDP/FSDP Lightning shards the prompts with a
+            DistributedSampler instead, seeded by the global seed).
     """
 
     def __init__(
@@ -56,12 +57,18 @@ class PromptDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["eval"], batch_size=self.eval_batch_size, collate_fn=self.collate)
 
-    def sample_prompts(self, n: int) -> PromptBatch:
-        """`n` training prompts drawn with the module's seed (e.g. to estimate c_ref)."""
+    def sample_prompts(self, n: int, rank: int = 0, world_size: int = 1) -> PromptBatch:
+        """`n` training prompts drawn with the module's seed (e.g. to estimate c_ref); with several
+        data-parallel ranks, rank `rank`'s share of them (every `world_size`-th)."""
         self.setup()
         train = self.splits["train"]
         picked = random.Random(self.seed).sample(range(len(train)), min(n, len(train)))
-        return self.collate([train[i] for i in picked])
+        if len(picked) < world_size:
+            raise ValueError(
+                f"{len(picked)} prompts cannot be shared by {world_size} ranks: ask for at least one per "
+                "rank (e.g. raise algo.self_reward.c_ref_samples)"
+            )
+        return self.collate([train[i] for i in picked[rank::world_size]])
 
     def transfer_batch_to_device(self, batch: PromptBatch, device, dataloader_idx: int):
         batch.prompt_ids, batch.prompt_mask = (

@@ -1,9 +1,11 @@
-"""Side outputs for W&B on a schedule: a table of sample completions and self-reward histograms.
-
-Both do nothing (and decode nothing) unless a WandbLogger is attached to the Trainer.
+"""Side outputs on a schedule: peak memory per step, and for W&B a table of sample completions and
+self-reward histograms (these two do nothing, and decode nothing, without a WandbLogger).
 """
 
 from __future__ import annotations
+
+import resource
+import sys
 
 import torch
 from lightning import Callback, LightningModule, Trainer
@@ -129,3 +131,30 @@ class WandbSelfRewardHistograms(Callback):
         self._rewards.clear()
         for logger in wandb_loggers(trainer):
             logger.log_metrics(hists, step=trainer.global_step)
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20
+
+
+class PeakMemoryMonitor(Callback):
+    """Log each training step's peak accelerator memory, `train/memory/peak_gib` (what torch allocated
+    at most during the step: rollout, forward and backward), and the process's peak resident host
+    memory so far, `train/memory/peak_rss_gib` (the only one on CPU).
+
+    They go straight to the loggers, not into the run's returned metrics: they vary between runs of
+    the same seed, and a run's results should not.
+    """
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx):
+        metrics = {"train/memory/peak_rss_gib": peak_rss_gib()}
+        if pl_module.device.type == "cuda":
+            metrics["train/memory/peak_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.strategies import ParallelStrategy
+from torch.distributed.fsdp import FullyShardedDataParallel
+from torch.utils.data import DistributedSampler
 
 from laser.algo import (
     check_c_ref,
@@ -34,6 +38,10 @@ class LaserModule(LightningModule):
     One optimiser step per rollout batch (on-policy, as in the paper), so the rollout policy is the
     current one and old log-probs are the detached current ones. The step's loss is accumulated
     over micro-batches, each normalised by counts over the whole step.
+
+    Under a data-parallel strategy (DDP, FSDP) each rank samples its own prompts with its own seed;
+    the normalising counts are summed over ranks, so one update equals the single-process update on
+    all ranks' prompts, and metrics are computed on rows gathered from every rank.
     """
 
     def __init__(
@@ -82,9 +90,11 @@ class LaserModule(LightningModule):
                 scores, adv, rollout.finished, self.algo.group_size, self.sr.tau,
                 self.sr.filter_threshold,
             )  # fmt: skip
+            stats = self.mean_over_ranks(stats)  # every rank has as many groups
         stats |= self.update(rollout, rewards, adv, ref, alpha=self.sr.alpha if mse_on else 0.0)
         self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
-        self.log_stage("train", {**stats, **rollout_metrics(rollout, rewards)})
+        rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
+        self.log_stage("train", {**stats, **rollout_metrics(rows, self.gather_rows(rewards))})
 
     def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int) -> torch.Tensor:
         """(N,) 0/1 verifier rewards of the rollout's responses."""
@@ -98,25 +108,28 @@ class LaserModule(LightningModule):
         opt.zero_grad()
         stats = self.accumulate_gradients(rollout, rewards, adv, ref, alpha)
         if self.optim_cfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim_cfg.grad_clip)
-            stats["policy/grad_norm"] = norm.detach()
+            stats["policy/grad_norm"] = self.clip_grad_norm(self.optim_cfg.grad_clip).detach()
         opt.step()
         self.lr_schedulers().step()
         return stats
 
     def accumulate_gradients(self, rollout, rewards, adv, ref, alpha: float) -> dict:
-        """Backward the loss of every micro-batch; the gradient is independent of their size."""
+        """Backward the loss of every micro-batch; the gradient is independent of their size and,
+        with counts summed over ranks, of how the rows are spread over data-parallel ranks."""
         finished = rollout.finished
-        counts = {
-            "num_tokens": rollout.response_mask.sum(),
-            "num_seqs": float(len(rollout)),
-            "num_correct": (finished & (rewards > 0.5)).sum(),
-            "num_incorrect": (finished & (rewards <= 0.5)).sum(),
-        }
+        counts = self.sum_over_ranks(
+            {
+                "num_tokens": rollout.response_mask.sum(),
+                "num_seqs": float(len(rollout)),
+                "num_correct": (finished & (rewards > 0.5)).sum(),
+                "num_incorrect": (finished & (rewards <= 0.5)).sum(),
+            }
+        )
         c_ref = self.c_ref_for(ref)
         sums: dict[str, torch.Tensor] = defaultdict(float)
         z_logps, entropies = [], []
-        for start in range(0, len(rollout), self.algo.micro_batch_size):
+        starts = range(0, len(rollout), self.algo.micro_batch_size)
+        for start in starts:
             rows = slice(start, start + self.algo.micro_batch_size)
             mb = rollout.rows(rows)
             fwd = sequence_logprobs(
@@ -128,17 +141,24 @@ class LaserModule(LightningModule):
                 c_ref=c_ref if c_ref.ndim == 0 else c_ref[rows], alpha=alpha,
                 ref_logp=None if ref is None else ref.logp[rows], **self.loss_options, **counts,
             )  # fmt: skip
-            self.backward_step(loss)
+            # the strategy averages gradients over ranks, while the step's loss is the sum of the
+            # ranks' shares: scale by the world size (1 on one process)
+            with self.gradient_sync(last=start == starts[-1]):
+                self.backward_step(loss * self.world_size)
             weight = mb.response_mask.sum() / counts["num_tokens"]
             for key, value in mb_stats.items():  # token-weighted; loss terms are already shares
-                sums[key] = sums[key] + (value if key.startswith("loss/") else value * weight)
+                if key.startswith("self_reward/score_"):
+                    continue  # per-class summaries (absent for an empty class): redone over the step below
+                is_share = key.startswith("loss/") or key == "policy/loss"
+                sums[key] = sums[key] + (value if is_share else value * weight)
             z_logps.append(fwd.z_logp.detach())
             entropies.append(fwd.entropy[mb.response_mask.bool()])
-        stats = dict(sums)
-        stats["policy/entropy"] = torch.cat(entropies).mean()
+        stats = self.sum_over_ranks(dict(sums))  # shares of the step's totals
+        stats["policy/entropy"] = self.element_mean_over_ranks(torch.cat(entropies))[0]
         if self.self_reward_id is not None:
             scores = self_reward_score(torch.cat(z_logps), c_ref, self.sr.beta_v)
-            stats |= self_reward_metrics(scores, rewards, finished, self.sr)
+            gathered = [self.gather_rows(x) for x in (scores, rewards, finished)]
+            stats |= self_reward_metrics(*gathered, self.sr)
         return stats
 
     def backward_step(self, loss: torch.Tensor) -> None:
@@ -168,30 +188,42 @@ class LaserModule(LightningModule):
     # -- c_ref --------------------------------------------------------------------------------
 
     def ensure_c_ref(self) -> None:
-        """Estimate c_ref='auto' from base-policy samples once (restored on resume), and check it."""
+        """Estimate c_ref='auto' from base-policy samples once (restored on resume), and check it.
+
+        Every rank samples its share of the prompts; the mean is over all ranks' responses, so
+        c_ref is the same on every rank."""
         if self.self_reward_id is None or self.sr.c_ref == "reference":
             return
         if torch.isnan(self.c_ref):
-            batch = self.trainer.datamodule.sample_prompts(self.sr.c_ref_samples)
-            rollout = self.eval_sampler.sample(self.policy, batch, group_size=1, score=True)
-            z = rollout.z_logp[rollout.finished]
-            if z.numel() == 0:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            batch = self.trainer.datamodule.sample_prompts(self.sr.c_ref_samples, rank, world)
+            rollout = self.in_strategy_forward("base_policy_rollout", batch)
+            mean, count = self.element_mean_over_ranks(rollout.z_logp[rollout.finished])
+            if count == 0:
                 raise RuntimeError(
-                    "algo.self_reward.c_ref='auto' needs finished responses, but none of "
-                    f"{len(rollout)} base-policy samples ended with EOS within "
-                    "rollout.max_new_tokens; raise it or give c_ref as a number"
+                    "algo.self_reward.c_ref='auto' needs finished responses, but none of the "
+                    "base-policy samples ended with EOS within rollout.max_new_tokens; raise it or "
+                    "give c_ref as a number"
                 )
-            self.c_ref.fill_(z.mean().item())
-            log.info("c_ref estimated over %d responses: %.3f", z.numel(), self.c_ref.item())
+            self.c_ref.fill_(mean.item())
+            log.info("c_ref estimated over %d responses: %.3f", count, self.c_ref.item())
         if self.sr.alpha > 0 or self.sr.tau > 0:
             check_c_ref(self.c_ref.item(), self.sr.beta_v, self.sr.max_target_logprob)
+
+    def base_policy_rollout(self, batch: PromptBatch) -> Rollout:
+        return self.eval_sampler.sample(self.policy, batch, group_size=1, score=True)
+
+    def setup(self, stage: str) -> None:
+        # each data-parallel rank samples with its own seed (rank 0 keeps the configured ones)
+        self.sampler.use_rank(self.trainer.global_rank)
+        self.eval_sampler.use_rank(self.trainer.global_rank)
 
     def on_fit_start(self) -> None:
         self.ensure_c_ref()
 
     def on_validation_start(self) -> None:
         self.ensure_c_ref()
-        self.eval_sampler.generator.manual_seed(self.eval_sampler.seed)  # same eval noise each time
+        self.eval_sampler.reset_rng()  # same eval noise each time
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -206,8 +238,12 @@ class LaserModule(LightningModule):
         )  # fmt: skip
 
     def on_validation_epoch_end(self) -> None:
-        rows = {k: torch.cat([r[k] for r in self.val_rows]) for k in self.val_rows[0]}
+        rows = {
+            k: None if self.val_rows[0][k] is None else torch.cat([r[k] for r in self.val_rows])
+            for k in self.val_rows[0]
+        }
         self.val_rows.clear()
+        rows = {k: v if v is None else self.gather_eval_rows(v) for k, v in rows.items()}
         rollout_like = {"finished": rows["finished"], "lengths": rows["lengths"]}
         stats = rollout_metrics(rollout_like, rows["rewards"])
         if rows["z_logp"] is not None and self.self_reward_id is not None:
@@ -226,14 +262,91 @@ class LaserModule(LightningModule):
                 summary[f"summary/{key}"] = sum(values) / len(values)
         return summary
 
+    # -- data parallelism ---------------------------------------------------------------------
+    # Each helper is the identity on one process, so single-process numbers do not change.
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def sum_over_ranks(self, values: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor]:
+        """Scalars summed over data-parallel ranks, in one all-reduce."""
+        if self.world_size == 1:
+            return values
+        as_tensor = [torch.as_tensor(v, dtype=torch.float32, device=self.device) for v in values.values()]
+        stacked = torch.stack(as_tensor)
+        summed = self.trainer.strategy.reduce(stacked, reduce_op="sum")
+        return dict(zip(values, summed.unbind(), strict=True))
+
+    def mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Scalars averaged over ranks (means over equally many items on every rank)."""
+        if self.world_size == 1:
+            return values
+        return {k: v / self.world_size for k, v in self.sum_over_ranks(values).items()}
+
+    def element_mean_over_ranks(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Mean of the elements of `x` of every rank (however many each has), and their number."""
+        if self.world_size == 1:
+            return x.mean(), x.numel()
+        total = self.sum_over_ranks({"sum": x.float().sum(), "count": x.numel()})
+        count = int(total["count"].item())
+        return total["sum"] / max(count, 1), count
+
+    def gather_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` (equally many rows on every rank) of all ranks, concatenated in rank order."""
+        if self.world_size == 1:
+            return x
+        gathered = self.all_gather(x.float() if x.dtype == torch.bool else x)  # gloo has no bool
+        return gathered.flatten(0, 1).to(x.dtype)
+
+    def gather_eval_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-prompt validation rows of all ranks in dataset order, without the prompts Lightning's
+        DistributedSampler repeats so that every rank gets as many (it deals position i to rank
+        i % world_size and pads the end with the first prompts)."""
+        if self.world_size == 1:
+            return x
+        loader = self.trainer.val_dataloaders
+        if not isinstance(getattr(loader, "sampler", None), DistributedSampler) or loader.sampler.shuffle:
+            return self.gather_rows(x)
+        gathered = self.all_gather(x.float() if x.dtype == torch.bool else x)  # (world, n_local)
+        return gathered.transpose(0, 1).flatten(0, 1)[: len(loader.dataset)].to(x.dtype)
+
+    def gradient_sync(self, last: bool) -> AbstractContextManager:
+        """DDP all-reduces gradients on the step's last backward only; earlier micro-batches
+        accumulate locally (the strategy's no_sync; a no-op elsewhere)."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if last or not isinstance(strategy, ParallelStrategy):
+            return nullcontext()
+        return strategy.block_backward_sync()
+
+    def in_strategy_forward(self, method: str, *args):
+        """`self.<method>(*args)`, under FSDP inside the root module's forward: outside the training
+        and validation steps, only that forward gathers the root's sharded weights."""
+        root = self._trainer.strategy.model if self._trainer is not None else None
+        if not isinstance(root, FullyShardedDataParallel):
+            return getattr(self, method)(*args)
+        return self.trainer.strategy._forward_redirection(root, self, method, *args)
+
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """Clip the global gradient norm and return it (before clipping). DDP's gradients are already
+        all-reduced; FSDP's are sharded, so its root module computes the norm over all shards."""
+        root = self._trainer.strategy.model if self._trainer is not None else None
+        if isinstance(root, FullyShardedDataParallel):
+            return root.clip_grad_norm_(max_norm)
+        return torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def log_stage(self, stage: str, stats: dict[str, torch.Tensor]) -> None:
-        """Log `{stage}/{quantity}/{stat}` metrics; a few go to the progress bar."""
+        """Log `{stage}/{quantity}/{stat}` metrics; a few go to the progress bar.
+
+        The values are already the same on every rank; validation (epoch-level) logs still ask for
+        a sync, which keeps them so and silences Lightning's warning."""
         metrics = {f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in stats.items()}
         bar = {f"{stage}/{k}" for k in PROGRESS_BAR} if stage == "train" else set()
-        self.log_dict({k: v for k, v in metrics.items() if k not in bar}, batch_size=1)
-        self.log_dict({k: v for k, v in metrics.items() if k in bar}, batch_size=1, prog_bar=True)
+        options = {"batch_size": 1, "sync_dist": stage != "train"}
+        self.log_dict({k: v for k, v in metrics.items() if k not in bar}, **options)
+        self.log_dict({k: v for k, v in metrics.items() if k in bar}, prog_bar=True, **options)
 
     def configure_optimizers(self):
         cfg = self.optim_cfg

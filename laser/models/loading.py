@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -36,6 +37,26 @@ def load_tokenizer(name_or_path: str | None) -> PreTrainedTokenizerBase:
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def stop_token_ids(
+    tokenizer: PreTrainedTokenizerBase, stop_tokens: Sequence[str] = (), model=None
+) -> list[int]:
+    """The ids that end a response: the tokenizer's EOS, the model's generation_config.eos_token_id
+    (an id or a list; chat models list their end-of-turn token there) and `stop_tokens` (strings,
+    e.g. the chat template's `<|im_end|>`), each of which must be one token of the vocabulary."""
+    ids = [tokenizer.eos_token_id]
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += [config_eos] if isinstance(config_eos, int) else list(config_eos or [])
+    for text in stop_tokens:
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoded) != 1 or tokenizer.decode(encoded) != text:  # several ids, or the unknown token
+            raise ValueError(
+                f"model.stop_tokens: {text!r} is not one token of this tokenizer's vocabulary (it encodes "
+                f"to {encoded}); list only single tokens, such as the chat template's end of turn"
+            )
+        ids.append(encoded[0])
+    return sorted({i for i in ids if i is not None})
 
 
 def build_tiny_model(

@@ -4,9 +4,15 @@ The self-reward log-prob log pi(z | x, y) is the next-token distribution after t
 paper's "one additional token". A row that emits EOS at step t is fed that EOS at step t + 1 like
 any other sampled token, and the logits of step t + 1 give log p(z). The unfinished rows take that
 step anyway, so scoring costs at most one extra decoding step per batch (after the last EOS).
+
+"EOS" is any of the stop ids: chat models end a turn with their own token (Qwen's <|im_end|>) while
+the tokenizer's EOS may be another (<|endoftext|>); a response ends at the first stop id it emits,
+and its score is read after that token.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -46,7 +52,7 @@ def generate(
     prompt_ids: torch.Tensor,
     prompt_mask: torch.Tensor,
     *,
-    eos_id: int,
+    eos_id: int | Sequence[int],
     pad_id: int,
     max_new_tokens: int,
     temperature: float = 1.0,
@@ -61,7 +67,8 @@ def generate(
         model: a causal LM (transformers API) in eval mode.
         prompt_ids: (N, P) left-padded prompt tokens.
         prompt_mask: (N, P) 1 on real tokens.
-        eos_id, pad_id: the tokenizer's EOS and pad ids.
+        eos_id: the EOS id, or several stop ids (the first one emitted ends the response).
+        pad_id: the pad id (filled in after the end).
         max_new_tokens: responses without EOS by then are truncated (finished = False).
         temperature, top_p: sampling parameters (temperature 0 = greedy).
         self_reward_id: the self-reward token z; never sampled.
@@ -70,6 +77,7 @@ def generate(
     """
     n = prompt_ids.shape[0]
     device = prompt_ids.device
+    stop_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), device=device)
     banned = [] if self_reward_id is None else [self_reward_id]
     score = score and self_reward_id is not None
     mask = prompt_mask.long()
@@ -92,8 +100,9 @@ def generate(
         tok = sample_next(logits, temperature, top_p, banned, generator)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(tok)
-        pending = ~done & (tok == eos_id) if score else pending
-        done = done | (tok == eos_id)
+        stops = torch.isin(tok, stop_ids)
+        pending = ~done & stops if score else pending
+        done = done | stops
         last = step == max_new_tokens - 1 or bool(done.all())
         if last and not pending.any():
             break
@@ -110,7 +119,7 @@ def generate(
             z_logp[pending] = torch.log_softmax(logits[pending].float(), -1)[:, self_reward_id]
             break
     response = torch.stack(tokens, dim=1)  # (N, R)
-    is_eos = response == eos_id
+    is_eos = torch.isin(response, stop_ids)
     # mask: tokens up to and including the first EOS
     response_mask = (is_eos.long().cumsum(-1) - is_eos.long()) == 0
     return Rollout(

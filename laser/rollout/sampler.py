@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from laser.data.collate import PromptBatch
 from laser.rollout.generate import generate
 from laser.rollout.types import Rollout
+
+# rank r of a data-parallel run samples with seed + r * RANK_SEED_STRIDE: far from the small offsets
+# (seed + 1, ...) that tell a run's samplers apart
+RANK_SEED_STRIDE = 1_000_003
 
 
 class Sampler:
@@ -18,7 +24,9 @@ class Sampler:
         temperature, top_p: sampling parameters.
         micro_batch_size: rows generated at once (bounds the KV cache's memory).
         self_reward_id: the self-reward token; masked out of sampling, scored after EOS.
-        seed: seeds the sampling RNG.
+        seed: seeds the sampling RNG (of rank 0; see `use_rank`).
+        stop_ids: ids that end a response (the score is read after the one emitted); None: the
+            tokenizer's EOS.
     """
 
     def __init__(
@@ -30,6 +38,7 @@ class Sampler:
         micro_batch_size: int = 256,
         self_reward_id: int | None = None,
         seed: int = 0,
+        stop_ids: Sequence[int] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -37,8 +46,22 @@ class Sampler:
         self.top_p = top_p
         self.micro_batch_size = micro_batch_size
         self.self_reward_id = self_reward_id
-        self.seed = seed
+        self.base_seed = self.seed = seed
+        self.stop_ids = list(stop_ids) if stop_ids is not None else [tokenizer.eos_token_id]
         self.generator = torch.Generator().manual_seed(seed)
+        self._device_generator: torch.Generator | None = None
+
+    def use_rank(self, rank: int) -> None:
+        """Give data-parallel rank `rank` its own sampling stream (rank 0 keeps `seed` and its state)."""
+        seed = self.base_seed + RANK_SEED_STRIDE * rank
+        if seed != self.seed:
+            self.seed = seed
+            self.reset_rng()
+
+    def reset_rng(self) -> None:
+        """Restart the sampling RNG from `seed` (e.g. the same eval noise at every evaluation)."""
+        self.generator.manual_seed(self.seed)
+        self._device_generator = None
 
     @torch.no_grad()
     def sample(
@@ -55,7 +78,7 @@ class Sampler:
                 model,
                 ids[i : i + self.micro_batch_size],
                 mask[i : i + self.micro_batch_size],
-                eos_id=self.tokenizer.eos_token_id,
+                eos_id=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id,
                 max_new_tokens=self.max_new_tokens,
                 temperature=self.temperature,
@@ -69,11 +92,16 @@ class Sampler:
         model.train(was_training)
         return Rollout.cat(parts, self.tokenizer.pad_token_id)
 
-    def _generator_for(self, device: torch.device) -> torch.Generator | None:
-        # the CPU generator drives CPU sampling; on an accelerator use its global RNG (seeded)
-        return self.generator if device.type == "cpu" else None
+    def _generator_for(self, device: torch.device) -> torch.Generator:
+        # on an accelerator a generator of that device, seeded like the CPU one: the global RNG is
+        # seeded alike on every data-parallel rank, so it would give all ranks the same noise
+        if device.type == "cpu":
+            return self.generator
+        if self._device_generator is None or self._device_generator.device != device:
+            self._device_generator = torch.Generator(device).manual_seed(self.seed)
+        return self._device_generator
 
     def decode(self, rollout: Rollout) -> list[str]:
-        """Response texts (special tokens, EOS included, removed)."""
+        """Response texts (special tokens, the stop token included, removed)."""
         ids = rollout.response_ids.masked_fill(rollout.response_mask == 0, self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
