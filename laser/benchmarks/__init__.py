@@ -1,1 +1,2 @@
-"""Benchmark scripts: `python -m laser.benchmarks.<name>`. They print ratios measured side by side."""
+"""Benchmark scripts: `python -m laser.benchmarks.<name>` (step_time: LaSeR and GRPO steps side by
+side; stage_time: a training step split by stage)."""
