@@ -97,21 +97,19 @@ def export_policy(module: LaserModule, tokenizer, run: RunConfig, out: Path) -> 
     return path
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
-    """Validate the config, build everything, fit, export; returns (final metrics, objects)."""
-    run = validate(cfg)
-    configure_threads(cfg.get("num_threads"))
-    L.seed_everything(cfg.seed, workers=True)
+def load_inputs(run: RunConfig):
+    """The tokenizer, the self-reward token's id and the datasets: the cheap checks that come before
+    any model loads. Returns (tokenizer, token_id, DatasetDict with train and eval splits)."""
     tokenizer = load_tokenizer(run.model.name_or_path)
     token_id = check_self_reward(run, tokenizer)
-    data = build_datasets(run.data, tokenizer)
-    fill_wandb_identity(cfg)
-    trainer = make_trainer(cfg)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-    log_run_config(trainer.loggers, cfg, write_run_info(out, cfg.seed))
+    return tokenizer, token_id, build_datasets(run.data, tokenizer)
 
+
+def build_module(
+    cfg: DictConfig, run: RunConfig, tokenizer, token_id: int | None, data
+) -> tuple[LaserModule, PromptDataModule]:
+    """The prompt datamodule and the LightningModule: base policy (after its cached warm-up),
+    samplers, verifier and, when needed, the reference model."""
     datamodule = PromptDataModule(
         lambda: data, tokenizer, run.data.batch_size, run.data.eval_batch_size, cfg.seed
     )
@@ -131,6 +129,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         self_reward_id=token_id,
         reference=make_reference(policy) if run.algo.needs_reference else None,
     )
+    return module, datamodule
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """Validate the config, build everything, fit, export; returns (final metrics, objects)."""
+    run = validate(cfg)
+    configure_threads(cfg.get("num_threads"))
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer, token_id, data = load_inputs(run)
+    fill_wandb_identity(cfg)
+    trainer = make_trainer(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    log_run_config(trainer.loggers, cfg, write_run_info(out, cfg.seed))
+
+    module, datamodule = build_module(cfg, run, tokenizer, token_id, data)
     if cfg.get("validate_before_training") and not cfg.get("ckpt_path"):
         trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

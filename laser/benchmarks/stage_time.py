@@ -57,13 +57,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from laser.configs import RunConfig, validate
-from laser.data.datamodule import PromptDataModule
-from laser.data.sources import build_datasets, dataset_key
 from laser.lit.module import LaserModule
-from laser.models.factory import make_base_policy, make_reference
-from laser.models.loading import load_tokenizer, stop_token_ids
-from laser.rewards import make_verifier
-from laser.run import check_not_a_stop_token, check_self_reward, make_samplers
+from laser.run import build_module, load_inputs
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
 
@@ -211,34 +206,6 @@ def training_tokens(args, result) -> dict[str, float]:
     return {"training_tokens": (rollout.prompt_mask.sum() + rollout.response_mask.sum()).item()}
 
 
-def build_module(cfg: DictConfig, run: RunConfig) -> tuple[LaserModule, PromptDataModule]:
-    """The module and datamodule `laser.run.train` builds for this config (keep the two in step)."""
-    L.seed_everything(cfg.seed, workers=True)
-    tokenizer = load_tokenizer(run.model.name_or_path)
-    token_id = check_self_reward(run, tokenizer)
-    data = build_datasets(run.data, tokenizer)
-    datamodule = PromptDataModule(
-        lambda: data, tokenizer, run.data.batch_size, run.data.eval_batch_size, cfg.seed
-    )
-    policy = make_base_policy(
-        run.model, tokenizer, data["train"], dataset_key(run.data), cfg.paths.cache_dir, cfg.seed
-    )
-    if run.model.gradient_checkpointing:
-        policy.activation_checkpointing_enable()
-    stop_ids = stop_token_ids(tokenizer, run.model.stop_tokens, policy)
-    check_not_a_stop_token(token_id, stop_ids, run.algo.self_reward.token)
-    module = LaserModule(
-        policy,
-        *make_samplers(run, tokenizer, token_id, cfg.seed, stop_ids),
-        verifier=make_verifier(run.reward),
-        algo=run.algo,
-        optim=run.optim,
-        self_reward_id=token_id,
-        reference=make_reference(policy) if run.algo.needs_reference else None,
-    )
-    return module, datamodule
-
-
 def make_benchmark_trainer(cfg: DictConfig, clock: StageClock, steps: int, device: str | None) -> L.Trainer:
     """The config's trainer (accelerator, precision) for `steps` steps, without validation,
     checkpoints, loggers or progress bar."""
@@ -352,7 +319,8 @@ def benchmark(cfg: DictConfig, steps: int, warmup: int, device: str | None = Non
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was given but torch sees no CUDA device; use --device cpu")
     run = validate(cfg)
-    module, datamodule = build_module(cfg, run)
+    L.seed_everything(cfg.seed, workers=True)
+    module, datamodule = build_module(cfg, run, *load_inputs(run))
     clock = StageClock(warmup)
     trainer = make_benchmark_trainer(cfg, clock, warmup + steps, device)
     clock.instrument(module, trainer.strategy.root_device)
