@@ -25,9 +25,10 @@ from laser.data.collate import PromptCollator
 from laser.data.datamodule import PromptDataModule
 from laser.lit.module import LaserModule
 from laser.models.char_tokenizer import build_char_tokenizer
-from laser.models.loading import build_tiny_model
 from laser.rollout.sampler import Sampler
 from laser.rollout.types import Rollout
+
+from helpers import finishing_policy
 
 PROMPTS_PER_RANK = 4
 WORLD_SIZE = 2
@@ -62,9 +63,7 @@ def records(prompts: list[str]) -> Dataset:
 
 def build(devices: int) -> tuple[LaserModule, PromptDataModule]:
     tok = build_char_tokenizer()
-    policy = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=0)
-    with torch.no_grad():  # make EOS likely so that most responses finish
-        policy.lm_head.weight[tok.eos_token_id] += 0.5 * policy.lm_head.weight.abs().mean()
+    policy = finishing_policy(tok)
     z = tok.convert_tokens_to_ids("<reserved_0>")
     sampler = PromptSeededSampler(tok, max_new_tokens=12, self_reward_id=z, seed=0)
     algo = AlgoConfig(

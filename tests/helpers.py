@@ -35,6 +35,14 @@ def tiny_model(tok=None, seed: int = 0, arch: str = "llama") -> torch.nn.Module:
     return model.eval()
 
 
+def finishing_policy(tok, seed: int = 0) -> torch.nn.Module:
+    """:func:`tiny_model` in train mode with EOS made likely, so that most sampled responses finish."""
+    policy = tiny_model(tok, seed=seed).train()
+    with torch.no_grad():
+        policy.lm_head.weight[tok.eos_token_id] += 0.5 * policy.lm_head.weight.abs().mean()
+    return policy
+
+
 def add_logit_bias(model: torch.nn.Module, biases: dict[int, float]) -> torch.nn.Module:
     """Give `model.lm_head` (a bias-free Linear) a bias: `biases[id]` added to that token's logit."""
     head = model.lm_head

@@ -11,9 +11,10 @@ from laser.configs import AlgoConfig, OptimConfig, SelfRewardConfig
 from laser.data.collate import PromptCollator
 from laser.lit.module import LaserModule
 from laser.models.char_tokenizer import build_char_tokenizer
-from laser.models.loading import build_tiny_model
 from laser.rewards.verifier import Verifier
 from laser.rollout.sampler import Sampler
+
+from helpers import finishing_policy, tiny_model
 
 PROMPTS = [{"prompt": "12+7-30=", "answer": "-11"}, {"prompt": "3+4=", "answer": "7"}]
 
@@ -22,10 +23,7 @@ def make_module(
     micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto", agg: str = "token_mean"
 ) -> LaserModule:
     tok = build_char_tokenizer()
-    torch.manual_seed(0)
-    policy = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
-    with torch.no_grad():  # make EOS likely so that most responses finish
-        policy.lm_head.weight[tok.eos_token_id] += 0.5 * policy.lm_head.weight.abs().mean()
+    policy = finishing_policy(tok)
     z = tok.convert_tokens_to_ids("<reserved_0>")
     sampler = Sampler(tok, max_new_tokens=12, self_reward_id=z, seed=0)
     algo = AlgoConfig(
@@ -35,7 +33,7 @@ def make_module(
         loss_agg=agg,
         self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9),
     )
-    reference = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    reference = tiny_model(tok)
     module = LaserModule(
         policy, sampler, sampler, Verifier(), algo, OptimConfig(), z,
         reference=reference if algo.needs_reference else None,
