@@ -309,12 +309,15 @@ def load_wandb_runs(project: str, filters: dict | None = None, keys: list[str] |
     for r in api.runs(project, filters=filters or {}):
         cfg = _flatten({k: v for k, v in r.config.items() if not k.startswith("_")})
         hist = r.history(keys=keys, pandas=True) if keys else r.history(pandas=True)
-        hist = hist.rename(columns={"_step": "step", "trainer/global_step": "step"})
-        hist = hist.loc[:, ~hist.columns.duplicated()]
-        metric_cols = [c for c in hist.columns if "/" in c and not c.startswith("_")]
+        # Lightning logs the trainer's step as a metric; W&B's own `_step` counts log calls
+        step_col = "trainer/global_step" if "trainer/global_step" in hist.columns else "_step"
+        hist = hist.assign(step=hist[step_col])
+        skip = {"step", "trainer/global_step"}
+        metric_cols = [c for c in hist.columns if "/" in c and not c.startswith("_") and c not in skip]
         long = hist.melt(id_vars=["step"], value_vars=metric_cols, var_name="metric", value_name="value")
-        long = long.dropna(subset=["value"])
+        # tables and histograms are not numbers: they drop out here
         long["value"] = pd.to_numeric(long["value"], errors="coerce")
+        long = long.dropna(subset=["value"])
         long["split"] = long["metric"].str.split("/").str[0]
         long["epoch"] = float("nan")
         long["run"] = r.name or r.id

@@ -162,6 +162,54 @@ def test_loaders_and_render(run_root: Path, tmp_path: Path):
         )
 
 
+class _FakeWandbRun:
+    """What the W&B API returns for a run that Lightning's WandbLogger logged: the nested config,
+    and a history with W&B's own `_step` counter, `trainer/global_step`, and media columns."""
+
+    def __init__(self, run_dir: Path, name: str) -> None:
+        from omegaconf import OmegaConf
+
+        self.name, self.id, self.url = name, name.replace("=", "-"), f"https://wandb.test/{name}"
+        self.config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) | {
+            "run_info": {"seed": 0},
+            "_wandb": {"cli_version": "test"},
+        }
+        hist = pd.read_csv(run_dir / "metrics.csv").rename(columns={"step": "trainer/global_step"})
+        hist.insert(0, "_step", range(len(hist)))  # counts log calls, not training steps
+        hist["_runtime"] = 1.5 * hist["_step"]
+        hist["train/samples"] = [{"_type": "table-file"} if i % 3 == 0 else None for i in range(len(hist))]
+        self._history = hist
+
+    def history(self, keys=None, pandas=True) -> pd.DataFrame:
+        return self._history if keys is None else self._history[["_step", *keys]]
+
+
+@pytest.mark.slow
+def test_wandb_loader_reads_api_runs_as_the_local_loader_does(run_root: Path, monkeypatch):
+    import wandb
+
+    grid = sorted((run_root / "grid").glob("[0-9]*"))
+    fake = [_FakeWandbRun(d, f"run-{d.name}") for d in grid]
+
+    class FakeApi:
+        def runs(self, project, filters=None):
+            assert project == "me/laser" and filters == {"state": "finished"}
+            return fake
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    online = runs.load_wandb_runs("me/laser", {"state": "finished"})
+    local = runs.load_runs(run_root / "grid")
+    assert "algo.self_reward.beta_v" in online.columns
+    assert set(online["metric"]) <= set(local["metric"])  # media and W&B internals dropped
+    assert set(online["experiment"]) == {"ablate_beta"} and set(online["algo"]) == {"laser"}
+    for beta in (0.2, 0.5, 1.0):
+        on = online[(online["algo.self_reward.beta_v"] == beta) & (online["metric"] == "val/accuracy")]
+        lo = local[(local["algo.self_reward.beta_v"] == beta) & (local["metric"] == "val/accuracy")]
+        assert len(on) > 1
+        assert on["step"].tolist() == lo["step"].tolist()  # the trainer's steps, not W&B's counter
+        assert on["value"].tolist() == pytest.approx(lo["value"].tolist())
+
+
 def test_wandb_loader_needs_network():
     """The W&B loader is exercised only online; here we only check it exists and imports wandb lazily."""
     if os.environ.get("WANDB_API_KEY") is None or os.environ.get("WANDB_MODE") in ("disabled", "offline"):
