@@ -57,10 +57,16 @@ def check_not_a_stop_token(token_id: int | None, stop_ids: list[int], token: str
         )
 
 
-def make_trainer(cfg: DictConfig) -> L.Trainer:
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
-    loggers = [lg for lg in (instantiate(c) for c in cfg.get("logger", {}).values()) if lg]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    """The configured Trainer with its callbacks and loggers; `overrides` replace Trainer arguments
+    (callbacks or loggers given there are used instead of the configured ones, which are then not
+    built at all)."""
+    if "callbacks" not in overrides:
+        overrides["callbacks"] = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    if "logger" not in overrides:
+        loggers = [lg for lg in (instantiate(c) for c in cfg.get("logger", {}).values()) if lg]
+        overrides["logger"] = loggers or False
+    return instantiate(cfg.trainer, **overrides)
 
 
 def make_samplers(

@@ -52,13 +52,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from laser.configs import RunConfig, validate
 from laser.lit.module import LaserModule
-from laser.run import build_module, load_inputs
+from laser.run import build_module, load_inputs, make_trainer
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
 
@@ -210,8 +209,8 @@ def make_benchmark_trainer(cfg: DictConfig, clock: StageClock, steps: int, devic
     """The config's trainer (accelerator, precision) for `steps` steps, without validation,
     checkpoints, loggers or progress bar."""
     options = {} if device is None else {"accelerator": "gpu" if device == "cuda" else "cpu", "devices": 1}
-    return instantiate(
-        cfg.trainer,
+    return make_trainer(
+        cfg,
         max_steps=steps,
         max_epochs=-1,
         limit_val_batches=0,
