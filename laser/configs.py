@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from laser.data.catalog import (
     BENCHMARKS,
@@ -184,8 +185,9 @@ class BaseSFTConfig:
 class ModelConfig:
     """The policy: a Hugging Face causal LM by name or path, or the tiny model when null."""
 
-    name_or_path: str | None = None
-    """Hub id or local folder of a causal LM; null builds the tiny model with the char tokenizer."""
+    name_or_path: str | None = MISSING
+    """Hub id or local folder of a causal LM; null builds the tiny model with the char tokenizer.
+    Required: a model preset gives it (conf/model/tiny.yaml: null)."""
     dtype: str = "float32"
     """'float32', 'bfloat16' or 'float16' (weights as loaded). Train with float32 weights and
     trainer=gpu's bf16-mixed precision: bfloat16 weights keep about 3 significant digits, so
@@ -458,6 +460,11 @@ def validate(cfg: DictConfig) -> RunConfig:
     for group, schema in SCHEMAS.items():
         if group not in cfg:
             raise ValueError(f"config has no '{group}' block; add it to the defaults list")
-        values = OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
+        try:
+            values = OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as err:
+            key = err.full_key or group  # the full key from the config's root
+            fix = f"give it on the command line ({key}=...)"
+            raise ValueError(f"{key} is required but not set: {fix}") from None
         blocks[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     return RunConfig(**blocks)

@@ -73,6 +73,14 @@ def test_self_reward_token_must_be_one_token(tmp_path: Path) -> None:
     assert _nothing_built(tmp_path)
 
 
+def test_unset_model_path_is_named(tmp_path: Path) -> None:
+    # `model=hf` leaves name_or_path as '???': the error must name it, not a later consequence
+    cfg = compose_train(tmp_path, ["model=hf", "model.self_reward_token=x"])
+    with pytest.raises(ValueError, match=r"model\.name_or_path is required but not set"):
+        train(cfg)
+    assert _nothing_built(tmp_path)
+
+
 def test_missing_model_path_fails_before_anything(tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, ["model=hf", f"model.name_or_path={tmp_path}/no/such/model"])
     with pytest.raises(FileNotFoundError, match=r"model\.name_or_path"):
