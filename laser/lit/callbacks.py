@@ -140,21 +140,24 @@ def peak_rss_gib() -> float:
 
 
 class PeakMemoryMonitor(Callback):
-    """Log each training step's peak accelerator memory, `train/memory/peak_gib` (what torch allocated
-    at most during the step: rollout, forward and backward), and the process's peak resident host
-    memory so far, `train/memory/peak_rss_gib` (the only one on CPU).
+    """Log the peak accelerator memory, `train/memory/peak_gib` (what torch allocated at most over the
+    steps since the last log: rollout, forward and backward), and the process's peak resident host
+    memory so far, `train/memory/peak_rss_gib` (the only one on CPU), every `log_every_n_steps`
+    steps like the other training metrics.
 
     They go straight to the loggers, not into the run's returned metrics: they vary between runs of
     the same seed, and a run's results should not.
     """
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        if pl_module.device.type == "cuda" and trainer.global_step % trainer.log_every_n_steps == 0:
+            torch.cuda.reset_peak_memory_stats(pl_module.device)  # a new logging window starts
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx):
+        if trainer.global_step % trainer.log_every_n_steps != 0:  # global_step counts this step already
+            return
         metrics = {"train/memory/peak_rss_gib": peak_rss_gib()}
         if pl_module.device.type == "cuda":
             metrics["train/memory/peak_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+            logger.log_metrics(metrics, step=trainer.global_step - 1)  # the step index Lightning logs
