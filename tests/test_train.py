@@ -73,6 +73,25 @@ def test_base_policy_warm_up_is_cached(tmp_path: Path) -> None:
     assert [p.stat().st_mtime_ns for p in cached] == stamp
 
 
+def test_warm_up_cache_ignores_settings_that_do_not_shape_it(tmp_path: Path) -> None:
+    train(compose_train(tmp_path, ["trainer.max_steps=2"]))
+    cached = sorted((tmp_path / "cache" / "base_policy").iterdir())
+    other_token = ["model.self_reward_token='<reserved_1>'", "model.gradient_checkpointing=true"]
+    train(
+        compose_train(
+            tmp_path / "b", ["trainer.max_steps=2", f"paths.cache_dir={tmp_path / 'cache'}", *other_token]
+        )
+    )
+    assert sorted((tmp_path / "cache" / "base_policy").iterdir()) == cached
+    train(
+        compose_train(
+            tmp_path / "c",
+            ["trainer.max_steps=2", f"paths.cache_dir={tmp_path / 'cache'}", "model.tiny.num_layers=2"],
+        )
+    )
+    assert len(list((tmp_path / "cache" / "base_policy").iterdir())) == len(cached) + 1
+
+
 def test_same_seed_gives_the_same_metrics(tmp_path: Path) -> None:
     a, _ = train(compose_train(tmp_path / "a"))
     b, _ = train(compose_train(tmp_path / "b"))

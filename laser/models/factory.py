@@ -49,7 +49,9 @@ def make_base_policy(
         )
         return model
 
-    key = config_key({"model": asdict(cfg), "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
+    # only what shapes the warm-up: the self-reward token, stop tokens or checkpointing do not
+    model_key = {k: v for k, v in asdict(cfg).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
+    key = config_key({"model": model_key, "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
     return cached_model(Path(cache_dir) / "base_policy", key, warmed_up).train()
 
 
