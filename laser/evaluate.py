@@ -98,7 +98,9 @@ def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path
     metrics = {f"eval/{m}@{k}": float(v) for m, row in summary.iterrows() for k, v in row.items()}
     metrics |= {f"eval/{k}": v for k, v in verify.items()}
     logger.log_metrics(metrics)
-    logger.log_table("eval/scaling", dataframe=summary.reset_index())
+    table = summary.reset_index()
+    table.columns = [str(c) for c in table.columns]  # W&B tables need str column names, not k
+    logger.log_table("eval/scaling", dataframe=table)
     logger.experiment.finish()
 
 

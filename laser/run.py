@@ -167,6 +167,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 
 
+# how well the final samples' scores rank responses: over all of them, within each prompt, and the
+# pooled AUROC that a score knowing only each prompt's difficulty reaches
+RANKING_METRICS = ("auroc", "auroc_within", "auroc_difficulty")
+
+
 def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Path) -> dict[str, float]:
     """K scored samples on held-out prompts: majority vs self-reward-weighted voting at k = K."""
     records = datamodule.splits["eval"][: cfg.final_eval.problems]
@@ -177,10 +182,9 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
     )  # fmt: skip
     summary = summarise_scaling(scaling_table(samples, powers_of_two(k), seed=cfg.seed))
     summary.to_csv(out / "voting.csv")
-    within = self_verification(samples, module.sr.threshold)["self_verify/auroc_within"]
-    return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index} | {
-        "final/self_verify/auroc_within": within
-    }
+    verify = self_verification(samples, module.sr.threshold)
+    ranking = {f"final/self_verify/{m}": verify[f"self_verify/{m}"] for m in RANKING_METRICS}
+    return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index} | ranking
 
 
 def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: Path) -> None:
@@ -205,10 +209,13 @@ def voting_lines(metrics: dict[str, float]) -> list[str]:
     order = ["pass@1", "majority", "weighted_majority", "best_of_k", "pass@k"]
     names = [m for m in order if any(k.startswith(m + "@") for k in found)]
     k = next(iter(found)).split("@")[-1]
-    within = metrics.get("final/self_verify/auroc_within", float("nan"))
+    pooled, within, difficulty = (
+        metrics.get(f"final/self_verify/{m}", float("nan")) for m in RANKING_METRICS
+    )
     return [
         f"held-out voting at k={k}: " + ", ".join(f"{m} {found[f'{m}@{k}']:.4f}" for m in names),
-        f"self-reward AUROC within each prompt's {k} samples  {within:.4f}",
+        f"self-reward AUROC on those samples: pooled {pooled:.4f}, within each prompt {within:.4f} "
+        f"(knowing only each prompt's difficulty gives >= {difficulty:.4f} pooled, 0.5 within)",
     ]
 
 

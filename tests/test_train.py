@@ -48,6 +48,8 @@ def test_debug_run_trains_logs_checkpoints_and_exports(tmp_path: Path, capsys) -
     assert "eval accuracy" in out and "self-reward F1" in out and str(run_dir) in out
     assert "held-out voting at k=4" in out and (run_dir / "voting.csv").exists()
     assert {"final/majority@4", "final/weighted_majority@4"} <= set(metrics)
+    ranking = {f"final/self_verify/{m}" for m in ("auroc", "auroc_within", "auroc_difficulty")}
+    assert ranking <= set(metrics) and "knowing only each prompt's difficulty" in out
 
 
 def test_grpo_baseline_runs_and_logs_the_untrained_score(tmp_path: Path) -> None:

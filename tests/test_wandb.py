@@ -163,3 +163,29 @@ def test_group_is_the_experiment_or_the_optuna_study(overrides, group, monkeypat
         assert hydra_run_identity() == (group, "optim.lr=0.001")
     finally:
         HydraConfig.instance().cfg = None
+
+
+EVAL_LOGGING = """
+import sys
+import pandas as pd
+from omegaconf import OmegaConf
+from laser.evaluate import log_to_wandb
+methods = pd.Index(["majority", "best_of_k"], name="method")
+summary = pd.DataFrame({1: [0.25, 0.25], 2: [0.5, 0.75]}, index=methods)
+cfg = OmegaConf.create({"wandb": {"mode": "auto", "project": "laser"}, "benchmark": "arithmetic"})
+log_to_wandb(cfg, summary, {"self_verify/auroc": 0.7}, sys.argv[1])
+"""
+
+
+def test_evaluation_logs_its_scaling_table_offline(tmp_path: Path) -> None:
+    # the scaling summary's columns are the ints k; W&B tables need str names
+    proc = subprocess.run(
+        [sys.executable, "-c", EVAL_LOGGING, str(tmp_path)],
+        cwd=ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
+    (table_file,) = offline.glob("files/media/table/eval/scaling_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == ["method", "1", "2"]
+    assert table["data"] == [["majority", 0.25, 0.5], ["best_of_k", 0.25, 0.75]]

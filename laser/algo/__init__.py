@@ -10,6 +10,7 @@ from laser.algo.schedule import self_reward_phase
 from laser.algo.self_reward import (
     auroc,
     check_c_ref,
+    difficulty_auroc,
     grouped_auroc,
     self_reward_mse,
     self_reward_score,
@@ -23,6 +24,7 @@ __all__ = [
     "best_of_k",
     "check_c_ref",
     "clipped_policy_loss",
+    "difficulty_auroc",
     "group_advantages",
     "grouped_auroc",
     "kl_estimate",

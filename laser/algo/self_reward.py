@@ -186,6 +186,33 @@ def grouped_auroc(scores: Tensor, labels: Tensor, valid: Tensor | None = None) -
     return mean, count
 
 
+def difficulty_auroc(labels: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Pooled AUROC of a score that knows each prompt's accuracy and nothing about the response.
+
+    The reference that tells how much of a pooled :func:`auroc` prompt difficulty alone explains.
+    Split-half, so that no sample's own label enters its score: the first half of each prompt's K
+    samples is scored by the accuracy of the second half. With few samples that estimate is noisy,
+    which lowers the result: it is a lower bound of the difficulty-only AUROC, tight as K grows.
+
+    Args:
+        labels: (P, K) bool or 0/1 verifier verdicts of K >= 2 samples per prompt.
+        valid: Optional (P, K) bool; scored samples outside it are ignored (e.g. truncated
+            responses). The accuracy estimate counts every sample of the second half.
+
+    Returns:
+        Scalar float64 AUROC; NaN if the scored half lacks a class.
+    """
+    k = labels.shape[1]
+    if k < 2:
+        raise ValueError(f"difficulty_auroc needs at least 2 samples per prompt, got {k}")
+    half = k // 2
+    correct = labels.detach().bool()  # (P, K)
+    keep = torch.ones_like(correct) if valid is None else valid.bool()
+    accuracy = correct[:, half:].double().mean(1, keepdim=True).expand(-1, half)  # (P, half)
+    scored = keep[:, :half]
+    return auroc(accuracy[scored], correct[:, :half][scored])
+
+
 def _harmonic_mean(a: Tensor, b: Tensor) -> Tensor:
     """2ab / (a + b), 0 when a + b == 0."""
     s = a + b

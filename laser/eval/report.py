@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from laser.algo import grouped_auroc, scaling_curves, self_verify_metrics
+from laser.algo import difficulty_auroc, grouped_auroc, scaling_curves, self_verify_metrics
 from laser.eval.samples import ScoredSamples
 
 
@@ -43,7 +43,9 @@ def summarise_scaling(table: pd.DataFrame) -> pd.DataFrame:
 
 def self_verification(samples: ScoredSamples, threshold: float = 0.5) -> dict[str, float]:
     """The paper's self-verification metrics over every finished sample, plus the AUROC within
-    each problem's samples (the ranking that best-of-k and weighted voting use)."""
+    each problem's samples (the ranking that best-of-k and weighted voting use) and the pooled
+    AUROC that knowing each problem's difficulty alone gives (a lower bound; see
+    `difficulty_auroc`)."""
     stats = self_verify_metrics(
         samples.scores.flatten(),
         samples.correct.flatten().float(),
@@ -51,7 +53,11 @@ def self_verification(samples: ScoredSamples, threshold: float = 0.5) -> dict[st
         threshold,
     )
     within, groups = grouped_auroc(samples.scores, samples.correct, samples.finished)
-    stats |= {"self_verify/auroc_within": within, "self_verify/auroc_within_problems": groups}
+    stats |= {
+        "self_verify/auroc_within": within,
+        "self_verify/auroc_within_problems": groups,
+        "self_verify/auroc_difficulty": difficulty_auroc(samples.correct, samples.finished),
+    }
     return {k: float(v) for k, v in stats.items()}
 
 

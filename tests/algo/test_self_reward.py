@@ -9,6 +9,7 @@ import torch
 from laser.algo.self_reward import (
     auroc,
     check_c_ref,
+    difficulty_auroc,
     grouped_auroc,
     self_reward_mse,
     self_reward_score,
@@ -245,3 +246,32 @@ def test_grouped_auroc_equals_mean_of_per_group_auroc(seed):
     mean, count = grouped_auroc(scores, labels)
     assert count.item() == len(expected)
     assert mean.item() == pytest.approx(sum(expected) / len(expected), abs=1e-12)
+
+
+def test_difficulty_auroc_hand_values():
+    # prompt 0: scored half (1, 0), accuracy of the other half (1, 1) = 1; prompt 1: scored (0, 0),
+    # other half 0. Positive {1.0} vs negatives {1.0, 0, 0}: (0.5 + 1 + 1) / 3
+    labels = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]])
+    assert difficulty_auroc(labels).item() == pytest.approx(2.5 / 3)
+    # every prompt equally hard: the difficulty-only score ties everything
+    assert difficulty_auroc(torch.tensor([[1, 0, 1, 0], [0, 1, 0, 1]])).item() == 0.5
+
+
+def test_difficulty_auroc_valid_mask_and_bad_shape():
+    labels = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]])
+    valid = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    # the masked negative of prompt 0 drops out: positive 1.0 beats both 0s
+    assert difficulty_auroc(labels, valid).item() == 1.0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        difficulty_auroc(torch.ones(3, 1))
+
+
+def test_difficulty_auroc_approaches_the_true_difficulty_ranking():
+    # with many samples per prompt, the split-half estimate ranks like the true accuracies
+    gen = torch.Generator().manual_seed(0)
+    p = torch.rand(300, 1, generator=gen)
+    labels = torch.rand(300, 400, generator=gen) < p
+    truth = auroc(p.expand(-1, 200).flatten(), labels[:, :200].flatten())
+    assert difficulty_auroc(labels).item() == pytest.approx(truth.item(), abs=0.01)
+    # and it is a lower bound: with 2 samples per prompt it falls below the true-accuracy AUROC
+    assert difficulty_auroc(labels[:, :2]).item() < truth.item() - 0.05

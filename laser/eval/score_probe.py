@@ -1,0 +1,210 @@
+"""Can the policy learn to tell its own right responses from its wrong ones? A self-reward probe.
+
+    python -m laser.eval.score_probe [--policy DIR] [--prompts 2048] [--eval-prompts 512]
+                                     [--steps 1500] [--lr 1e-3] [--threads T] [overrides ...]
+
+Samples K = algo.group_size completions per prompt from the policy (training and held-out
+prompts), verifies them, then trains a copy of the policy on the self-reward MSE alone (E5, class
+balanced; no policy gradient, so the samples stay those of the frozen original) and prints the
+held-out AUROCs of the copy's score as it learns: pooled, and within each prompt's K samples.
+
+Two references are computed on the same held-out samples:
+
+    difficulty   a score that knows each prompt's accuracy and nothing about the response
+                 (`difficulty_auroc`, split-half: a lower bound)
+    seq_logprob  the frozen policy's log-prob of each response: it ranks responses by how likely
+                 the policy found them, information the last-token score can only use if the
+                 network recomputes it at the EOS position
+
+A pooled AUROC that rises while the within-prompt AUROC stays at 0.5 means the score has learned
+how hard a prompt is, not whether a response is right. The policy is the configured base policy
+(the cached warm-up, e.g. with model.tiny.num_layers=4) or, with --policy, an exported one (a
+run's policy/ folder). Overrides are those of `laser.run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from laser.algo import auroc, difficulty_auroc, grouped_auroc, self_reward_mse, self_reward_score
+from laser.configs import validate
+from laser.data.collate import PromptCollator
+from laser.data.sources import dataset_key
+from laser.models.factory import make_base_policy
+from laser.models.loading import load_pretrained, stop_token_ids
+from laser.rewards import make_verifier
+from laser.rollout.logprobs import sequence_logprobs
+from laser.rollout.types import Rollout
+from laser.run import load_inputs, make_samplers
+from laser.utils.compose import compose_config
+from laser.utils.threads import configure_threads
+
+BATCH = 64  # rows per MSE step and per generation batch of prompts
+
+
+@dataclass
+class Samples:
+    """K verified samples for each of P prompts (rows prompt-major, like a training rollout)."""
+
+    rollout: Rollout
+    correct: torch.Tensor  # (P * K,) bool
+    group_size: int
+
+    def grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(P * K,) -> (P, K)."""
+        return x.view(-1, self.group_size)
+
+
+def draw(policy, sampler, verifier, records: list[dict], group_size: int) -> Samples:
+    """`group_size` completions of `policy` for every record, with their verifier verdicts."""
+    collate = PromptCollator(sampler.tokenizer)
+    parts, correct = [], []
+    per_batch = max(1, BATCH // group_size)
+    with torch.no_grad():
+        for start in range(0, len(records), per_batch):
+            batch = collate(records[start : start + per_batch])
+            rollout = sampler.sample(policy, batch, group_size=group_size, score=False)
+            prompts = [p for p in batch.prompts for _ in range(group_size)]
+            gold = [a for a in batch.answers for _ in range(group_size)]
+            correct.append(verifier(sampler.decode(rollout), gold, prompts) > 0.5)
+            parts.append(rollout)
+    return Samples(Rollout.cat(parts, sampler.tokenizer.pad_token_id), torch.cat(correct), group_size)
+
+
+def z_logprobs(model, rollout: Rollout, token_id: int) -> torch.Tensor:
+    """(N,) log p(z) after each response's EOS, in forward batches of BATCH rows."""
+    with torch.no_grad():
+        return torch.cat([sequence_logprobs(model, r, token_id).z_logp for r in rollout.split(BATCH)])
+
+
+def rankings(scores: torch.Tensor, samples: Samples) -> dict[str, float]:
+    """Pooled and within-prompt AUROC of `scores` (N,) over the finished samples."""
+    done = samples.rollout.finished
+    within, _ = grouped_auroc(samples.grid(scores), samples.grid(samples.correct), samples.grid(done))
+    return {"pooled": auroc(scores[done], samples.correct[done]).item(), "within": within.item()}
+
+
+def references(policy, samples: Samples) -> dict[str, float]:
+    """The difficulty-only AUROC and the AUROCs of the frozen policy's sequence log-prob."""
+    with torch.no_grad():
+        seq = torch.cat(
+            [sequence_logprobs(policy, r, None).logp.sum(-1) for r in samples.rollout.split(BATCH)]
+        )
+    grid = samples.grid
+    difficulty = difficulty_auroc(grid(samples.correct), grid(samples.rollout.finished)).item()
+    seq_rank = rankings(seq, samples)
+    return {"difficulty_pooled": difficulty, "seq_logprob_pooled": seq_rank["pooled"]} | {
+        "seq_logprob_within": seq_rank["within"]
+    }
+
+
+def train_score(
+    policy, train: Samples, held_out: Samples, token_id: int, c_ref: float, beta_v: float,
+    steps: int, lr: float, evals: int = 6, seed: int = 0,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Fit a copy of `policy` to the MSE on `train`; the held-out rankings and the training MSE
+    (on a fixed batch of BATCH training rows) at step 0 and `evals` more times."""
+    model = copy.deepcopy(policy).train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    fixed = torch.arange(min(BATCH, len(train.correct)))
+
+    def mse(rows: torch.Tensor, grad: bool) -> torch.Tensor:
+        rollout = train.rollout.rows(rows)
+        with torch.set_grad_enabled(grad):
+            z = sequence_logprobs(model, rollout, token_id).z_logp
+            loss, _ = self_reward_mse(
+                self_reward_score(z, c_ref, beta_v), train.correct[rows], rollout.finished
+            )
+        return loss
+
+    def record(step: int) -> dict[str, float]:
+        model.eval()
+        scores = self_reward_score(z_logprobs(model, held_out.rollout, token_id), c_ref, beta_v)
+        row = {"step": step, "train_mse": mse(fixed, grad=False).item()} | rankings(scores, held_out)
+        model.train()
+        return row
+
+    history = [record(0)]
+    every = max(1, steps // evals)
+    for step in range(1, steps + 1):
+        rows = torch.randint(0, len(train.correct), (BATCH,), generator=generator)
+        optimiser.zero_grad()
+        mse(rows, grad=True).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        if step % every == 0 or step == steps:
+            history.append(record(step))
+    return history
+
+
+def load_policy(cfg: DictConfig, run, tokenizer, data, path: str | None):
+    if path:
+        return load_pretrained(path).eval()
+    key = dataset_key(run.data)
+    return make_base_policy(run.model, tokenizer, data["train"], key, cfg.paths.cache_dir, cfg.seed).eval()
+
+
+def first(split, n: int) -> list[dict]:
+    """The first `n` records of a dataset split."""
+    return split.select(range(min(n, len(split)))).to_list()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--policy", default=None, help="an exported policy folder (default: the base policy)")
+    parser.add_argument("--prompts", type=int, default=2048, help="training prompts to sample")
+    parser.add_argument("--eval-prompts", type=int, default=512, help="held-out prompts to sample")
+    parser.add_argument("--steps", type=int, default=1500, help="MSE steps of 64 samples")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, as for laser.run")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    configure_threads(args.threads)
+    cfg = compose_config(["paths.root_dir=.", *args.overrides])
+    run = validate(cfg)
+    tokenizer, token_id, data = load_inputs(run)
+    if token_id is None:
+        raise ValueError("score_probe: the config has no self-reward token (algo.self_reward.token)")
+    policy = load_policy(cfg, run, tokenizer, data, args.policy)
+    sampler, _ = make_samplers(
+        run, tokenizer, token_id, cfg.seed, stop_token_ids(tokenizer, run.model.stop_tokens, policy)
+    )
+    verifier = make_verifier(run.reward)
+    k = run.algo.group_size
+    train = draw(policy, sampler, verifier, first(data["train"], args.prompts), k)
+    held_out = draw(policy, sampler, verifier, first(data["eval"], args.eval_prompts), k)
+    done = train.rollout.finished
+    # c_ref as the automatic estimate: the policy's mean log p(z) over its own finished samples
+    c_ref = z_logprobs(policy, train.rollout, token_id)[done].mean().item()
+    refs = references(policy, held_out)
+    print(
+        f"{len(held_out.correct)} held-out samples, accuracy {held_out.correct.float().mean():.4f}; "
+        f"training on {len(train.correct)} (accuracy {train.correct.float().mean():.4f}), c_ref {c_ref:.3f}"
+    )
+    print("references: " + ", ".join(f"{name} {value:.4f}" for name, value in refs.items()))
+    history = train_score(
+        policy, train, held_out, token_id, c_ref, run.algo.self_reward.beta_v, args.steps, args.lr
+    )
+    for row in history:
+        print(
+            f"step {row['step']:5d}  train MSE {row['train_mse']:.4f}  "
+            f"score AUROC pooled {row['pooled']:.4f}  within {row['within']:.4f}"
+        )
+    return {"references": refs, "history": history}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The self-reward probe: it finds a response feature the score can learn, and runs end to end."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from laser.eval.score_probe import Samples, main, references, train_score
+from laser.rollout.generate import generate
+
+from helpers import add_logit_bias, char_tokenizer, encode_prompts, tiny_model
+
+PROMPTS = [f"{a}+{b}=" for a in range(1, 40, 5) for b in range(2, 40, 9)]  # 40 prompts
+K = 8
+MARK = 2  # EOS: "correct" responses are the empty ones, 17% of seed 0's samples
+
+
+def sampled(tok, policy, seed: int) -> Samples:
+    """K samples per prompt; "correct" means the response starts with the most common first token
+    of seed 0's samples, a rule that tells a prompt's samples apart (not its difficulty)."""
+    prompts = [p for p in PROMPTS for _ in range(K)]
+    ids, mask = encode_prompts(tok, prompts)
+    rollout = generate(
+        policy.eval(), ids, mask, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, max_new_tokens=8,
+        score=False, generator=torch.Generator().manual_seed(seed),
+    )  # fmt: skip
+    correct = rollout.response_ids[:, 0] == MARK
+    return Samples(rollout, correct, K)
+
+
+def test_the_score_learns_a_within_prompt_rule_and_the_probe_sees_it() -> None:
+    tok = char_tokenizer()
+    policy = add_logit_bias(tiny_model(tok), {tok.eos_token_id: 3.0})  # most responses finish
+    token_id = tok.convert_tokens_to_ids("<reserved_0>")
+    train, held_out = sampled(tok, policy, 0), sampled(tok, policy, 1)
+    assert held_out.rollout.finished.float().mean() > 0.5
+    assert 0.1 < held_out.correct.float().mean() < 0.9  # both classes within prompts
+    history = train_score(policy, train, held_out, token_id, c_ref=-5.0, beta_v=0.5, steps=60, lr=3e-3)
+    start, end = history[0], history[-1]
+    assert [row["step"] for row in history] == [0, 10, 20, 30, 40, 50, 60]
+    assert end["train_mse"] < 0.5 * start["train_mse"]
+    assert end["within"] > 0.9 and end["pooled"] > 0.9
+    refs = references(policy, held_out)
+    # every prompt has the same accuracy in expectation: difficulty alone ranks near chance
+    assert abs(refs["difficulty_pooled"] - 0.5) < 0.2
+    assert set(refs) == {"difficulty_pooled", "seq_logprob_pooled", "seq_logprob_within"}
+
+
+def test_command_runs_on_the_debug_config(capsys) -> None:
+    out = main(["--prompts", "8", "--eval-prompts", "8", "--steps", "2", "--threads", "1", "debug=fast"])
+    assert [row["step"] for row in out["history"]] == [0, 1, 2]
+    assert all(math.isfinite(row["train_mse"]) for row in out["history"])
+    printed = capsys.readouterr().out
+    assert "references: difficulty_pooled" in printed and "score AUROC pooled" in printed
