@@ -15,8 +15,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from wandb.proto import wandb_internal_pb2
@@ -189,3 +191,47 @@ def test_evaluation_logs_its_scaling_table_offline(tmp_path: Path) -> None:
     table = json.loads(table_file.read_text())
     assert table["columns"] == ["method", "1", "2"]
     assert table["data"] == [["majority", 0.25, 0.5], ["best_of_k", 0.25, 0.75]]
+
+
+class FakeLogger:
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        self.logged.append(metrics)
+
+
+class TwoRankModule:
+    """What the histogram callback reads of a LaSeR module, with `gather_rows` standing in for two
+    data-parallel ranks that hold the same rows."""
+
+    self_reward_id = 5
+    sr = SimpleNamespace(beta_v=0.5)
+
+    def __init__(self, rows: dict) -> None:
+        self.val_rows = [rows]
+
+    def gather_rows(self, x):
+        return torch.cat([x, x])
+
+
+def test_self_reward_histograms_hold_the_rows_of_every_rank(monkeypatch) -> None:
+    from laser.lit import callbacks
+
+    logger = FakeLogger()
+    monkeypatch.setattr(callbacks, "wandb_loggers", lambda trainer: [logger])
+    rows = {
+        "z_logp": torch.tensor([-10.0, -11.0, -12.0]),
+        "c_ref": torch.full((3,), -12.0),
+        "finished": torch.tensor([True, True, False]),
+        "rewards": torch.tensor([1.0, 0.0, 1.0]),
+    }
+    hist = callbacks.WandbSelfRewardHistograms(num_bins=4)
+    module, trainer = TwoRankModule(rows), SimpleNamespace(global_step=3)
+    hist.on_validation_epoch_start(trainer, module)
+    hist.on_validation_batch_end(trainer, module, None, None, 0)
+    hist.on_validation_epoch_end(trainer, module)
+    (logged,) = logger.logged
+    # one finished correct and one finished incorrect row (the truncated one left out), from each rank
+    correct, incorrect = logged["val/self_reward/hist/correct"], logged["val/self_reward/hist/incorrect"]
+    assert sum(correct.histogram) == 2 and sum(incorrect.histogram) == 2

@@ -91,7 +91,8 @@ class WandbSelfRewardHistograms(Callback):
     """At each validation, log histograms of the self-reward scores of correct and of incorrect
     finished responses (`val/self_reward/hist/correct`, `.../incorrect`).
 
-    It reads the rows the module's `validation_step` appends to `module.val_rows`, one batch at a time.
+    It reads the rows the module's `validation_step` appends to `module.val_rows`, one batch at a
+    time, gathered over data-parallel ranks (`module.gather_rows`), so that rank 0 logs them all.
     """
 
     def __init__(self, num_bins: int = 64) -> None:
@@ -111,10 +112,11 @@ class WandbSelfRewardHistograms(Callback):
             return
         if pl_module.self_reward_id is None:
             return
-        finished = rows["finished"]
-        scores = self_reward_score(rows["z_logp"], rows["c_ref"], pl_module.sr.beta_v)
+        scores = self_reward_score(rows["z_logp"], rows["c_ref"], pl_module.sr.beta_v)  # (n,)
+        gather = getattr(pl_module, "gather_rows", lambda x: x)  # every rank takes part
+        finished, scores, rewards = (gather(x) for x in (rows["finished"], scores, rows["rewards"]))
         self._scores.append(scores[finished].detach().float().cpu())
-        self._rewards.append(rows["rewards"][finished].detach().float().cpu())
+        self._rewards.append(rewards[finished].detach().float().cpu())
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._scores:
