@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from laser.algo import check_c_ref
 from laser.configs import RunConfig, register_schemas, validate
@@ -19,6 +24,7 @@ from laser.data.datamodule import PromptDataModule
 from laser.data.sources import build_datasets, dataset_key
 from laser.eval.report import powers_of_two, scaling_table, self_verification, summarise_scaling
 from laser.eval.samples import sample_scored
+from laser.lit.callbacks import SameConfigOnEveryRank
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy, make_reference
 from laser.models.loading import load_tokenizer, stop_token_ids
@@ -57,12 +63,22 @@ def check_not_a_stop_token(token_id: int | None, stop_ids: list[int], token: str
         )
 
 
+# the config groups that shape training: data-parallel ranks must agree on them (logger names and
+# output paths may legitimately differ by rank)
+RANK_INVARIANT_KEYS = ("seed", "algo", "model", "data", "rollout", "reward", "optim")
+
+
+def training_config_text(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml({key: cfg.get(key) for key in RANK_INVARIANT_KEYS}, resolve=True)
+
+
 def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     """The configured Trainer with its callbacks and loggers; `overrides` replace Trainer arguments
     (callbacks or loggers given there are used instead of the configured ones, which are then not
     built at all)."""
     if "callbacks" not in overrides:
-        overrides["callbacks"] = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+        configured = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+        overrides["callbacks"] = [*configured, SameConfigOnEveryRank(training_config_text(cfg))]
     if "logger" not in overrides:
         loggers = [lg for lg in (instantiate(c) for c in cfg.get("logger", {}).values()) if lg]
         overrides["logger"] = loggers or False
@@ -233,10 +249,54 @@ def get_metric_value(
     return metrics[name]
 
 
+# what Lightning's launcher sets in the launching process's environment
+LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def other_ranks_run_this_job() -> Iterator[None]:
+    """Lightning starts the other ranks of a multi-process strategy (trainer=ddp) by re-running this
+    process's command line with `hydra.run.dir` set to Hydra's run.dir. In a multirun that command
+    line is the whole sweep: point it at this job alone, its overrides and its output directory,
+    and at `python -m laser.run` also in a launcher's worker process (joblib, submitit), whose own
+    main module is the launcher's.
+    Afterwards, undo what the job's ranks leave in this process (the next job of a sequential
+    multirun starts its own): the process group, and the environment variables that would make
+    Lightning think its ranks had been started by a cluster."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    hc = HydraConfig.get()
+    argv, run_dir, environ = sys.argv, hc.run.dir, dict(os.environ)
+    main_module = sys.modules["__main__"]
+    main_spec = main_module.__spec__
+    sys.argv = [argv[0], *hc.overrides.task]
+    main_module.__spec__ = importlib.util.find_spec("laser.run")  # Lightning runs `-m <its name>`
+    with read_write(hc):
+        hc.run.dir = hc.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv, main_module.__spec__ = argv, main_spec
+        with read_write(hc):
+            hc.run.dir = run_dir
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key in LAUNCH_ENV:
+            if key in environ:
+                os.environ[key] = environ[key]
+            else:
+                os.environ.pop(key, None)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | list[float] | None:
     try:
-        metrics, _ = train(cfg)
+        with other_ranks_run_this_job():
+            metrics, _ = train(cfg)
     finally:  # close the W&B run even when training fails, so multiruns do not inherit it
         import wandb
 

@@ -4,11 +4,13 @@ single-process step on the same prompts, metrics are reduced over ranks, and `tr
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
 
 from laser.data.collate import PromptCollator
 from laser.data.datamodule import PromptDataModule
+from laser.lit.callbacks import SameConfigOnEveryRank
 from laser.rollout.sampler import Sampler
 
 from helpers import char_tokenizer, compose_train, tiny_model
@@ -121,6 +124,41 @@ def test_trainer_ddp_preset_runs_on_two_cpu_processes(tmp_path: Path) -> None:
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     # rank 1 ran the same job and estimated the same c_ref from both ranks' samples
     assert c_ref_logged(run_dir / "run.log") == c_ref_logged(run_dir / "train_ddp_process_1.log")
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_trainer_ddp_runs_in_a_multirun(tmp_path: Path, launcher: str) -> None:
+    # Lightning starts rank 1 by re-running the command line: the job's, not the whole sweep's
+    # (the config check on every rank fails the job if rank 1 composed another config)
+    sweep, runs = tmp_path / "sweep", tmp_path / "runs"
+    cmd = [
+        sys.executable, "-m", "laser.run", "debug=fast", "trainer=ddp", "trainer.devices=2",
+        "trainer.accelerator=cpu", "num_threads=1", f"hydra/launcher={launcher}",
+        f"hydra.sweep.dir={sweep}", f"hydra.run.dir={runs}", f"paths.cache_dir={tmp_path / 'cache'}",
+        "algo.self_reward.beta_v=0.2,0.5", "-m",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.stdout.count("== laser finished ==") == 2
+    for job, beta_v in (("0", 0.2), ("1", 0.5)):
+        run_dir = sweep / job
+        info = json.loads((run_dir / "policy" / "self_reward.json").read_text())
+        assert info["beta_v"] == beta_v
+        assert c_ref_logged(run_dir / "run.log") == c_ref_logged(run_dir / "train_ddp_process_1.log")
+    assert not runs.exists()  # rank 1 wrote into its job's directory
+
+
+def test_ranks_with_different_configs_stop() -> None:
+    def setup(digests: list[int]) -> None:
+        guard = SameConfigOnEveryRank("algo: {}")
+        gather = lambda x: torch.tensor(digests)  # noqa: E731
+        trainer = SimpleNamespace(world_size=len(digests), strategy=SimpleNamespace(all_gather=gather))
+        guard.setup(trainer, SimpleNamespace(device=torch.device("cpu")), "fit")
+
+    same = SameConfigOnEveryRank("algo: {}").digest
+    setup([same, same])
+    with pytest.raises(RuntimeError, match="different configs"):
+        setup([same, same + 1])
 
 
 def test_presets_compose(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ self-reward histograms (these two do nothing, and decode nothing, without a Wand
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import sys
 
@@ -163,3 +164,27 @@ class PeakMemoryMonitor(Callback):
             metrics["train/memory/peak_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step - 1)  # the step index Lightning logs
+
+
+class SameConfigOnEveryRank(Callback):
+    """Stops a data-parallel run whose ranks were started with different configs (each rank
+    composes its own from its command line), before any training: their updates would not be the
+    update of any one config.
+
+    Args:
+        config_text: what must be equal on every rank (e.g. the resolved training config as YAML).
+    """
+
+    def __init__(self, config_text: str) -> None:
+        self.digest = int(hashlib.sha256(config_text.encode()).hexdigest()[:15], 16)  # fits int64
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.world_size == 1:
+            return
+        mine = torch.tensor([self.digest], dtype=torch.long, device=pl_module.device)
+        every = trainer.strategy.all_gather(mine).flatten()  # (world,)
+        if not bool((every == every[0]).all()):  # every rank sees the same values and stops
+            raise RuntimeError(
+                f"the {trainer.world_size} data-parallel ranks were started with different configs "
+                f"(config digests {every.tolist()}); start every rank with the same overrides"
+            )
