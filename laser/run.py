@@ -16,6 +16,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from laser.algo import check_c_ref
@@ -102,11 +103,33 @@ def make_samplers(
     return train, evals
 
 
-def export_policy(module: LaserModule, tokenizer, run: RunConfig, out: Path) -> Path:
-    """Save the final policy and tokenizer with save_pretrained, plus the self-reward settings."""
+def gather_sharded_weights(trainer: L.Trainer, out: Path) -> Path | None:
+    """Under a strategy that shards the model (FSDP), no rank holds the whole policy: write a
+    weights-only checkpoint, whose full state dict Lightning gathers (every rank must call this),
+    and return its path; None under any other strategy."""
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    path = out / "checkpoints" / "final_weights.ckpt"
+    trainer.save_checkpoint(path, weights_only=True)
+    return path
+
+
+def policy_state_from_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The policy's state dict (transformers names) from a LaserModule checkpoint."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "policy."
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def export_policy(
+    module: LaserModule, tokenizer, run: RunConfig, out: Path, weights: Path | None = None
+) -> Path:
+    """Save the final policy and tokenizer with save_pretrained, plus the self-reward settings;
+    `weights`: a checkpoint to take the policy's weights from (see `gather_sharded_weights`)."""
     path = out / "policy"
     module.policy.generation_config.eos_token_id = module.sampler.stop_ids  # stop where training did
-    module.policy.save_pretrained(path)
+    state = policy_state_from_checkpoint(weights) if weights is not None else None
+    module.policy.save_pretrained(path, state_dict=state)
     tokenizer.save_pretrained(path)
     sr = run.algo.self_reward
     info = {
@@ -173,12 +196,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics |= module.final_summary()
+    sharded = gather_sharded_weights(trainer, out)
     if not trainer.is_global_zero:  # data-parallel ranks > 0 stop here; rank 0 exports and reports
         return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
-    export = export_policy(module, tokenizer, run, out)
+    export = export_policy(module, tokenizer, run, out, weights=sharded)
     # a per-sample reference c_ref has no constant to score samples with outside training
     if cfg.final_eval.problems > 0 and token_id is not None and run.algo.self_reward.c_ref != "reference":
-        metrics |= final_voting_eval(cfg, module, datamodule, out)
+        if sharded is None:
+            metrics |= final_voting_eval(cfg, module, datamodule, out)
+        else:  # sampling from sharded weights would need every rank; the export has them all
+            log.info("final voting evaluation skipped under FSDP: run laser.evaluate on %s", export)
     print_summary(run, metrics, out, export)
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from laser.run import train
+from laser.configs import validate
+from laser.run import export_policy, gather_sharded_weights, train
 
 from helpers import compose_train
 
@@ -50,6 +51,18 @@ def test_debug_run_trains_logs_checkpoints_and_exports(tmp_path: Path, capsys) -
     assert {"final/majority@4", "final/weighted_majority@4"} <= set(metrics)
     ranking = {f"final/self_verify/{m}" for m in ("auroc", "auroc_within", "auroc_difficulty")}
     assert ranking <= set(metrics) and "knowing only each prompt's difficulty" in out
+    # the export path for sharded strategies: weights from a checkpoint, not the in-memory policy
+    assert gather_sharded_weights(objects["trainer"], run_dir) is None  # not sharded
+    module = objects["module"]
+    with torch.no_grad():
+        for p in module.policy.parameters():
+            p.zero_()
+    run = validate(compose_train(tmp_path))
+    export = export_policy(
+        module, tok, run, tmp_path / "from_ckpt", weights=run_dir / "checkpoints" / "last.ckpt"
+    )
+    from_ckpt = AutoModelForCausalLM.from_pretrained(export)
+    torch.testing.assert_close(from_ckpt(ids).logits, policy(ids).logits)
 
 
 def test_grpo_baseline_runs_and_logs_the_untrained_score(tmp_path: Path) -> None:
