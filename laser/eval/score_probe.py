@@ -99,8 +99,10 @@ def references(policy, samples: Samples) -> dict[str, float]:
     grid = samples.grid
     difficulty = difficulty_auroc(grid(samples.correct), grid(samples.rollout.finished)).item()
     seq_rank = rankings(seq, samples)
-    return {"difficulty_pooled": difficulty, "seq_logprob_pooled": seq_rank["pooled"]} | {
-        "seq_logprob_within": seq_rank["within"]
+    return {
+        "difficulty_pooled": difficulty,
+        "seq_logprob_pooled": seq_rank["pooled"],
+        "seq_logprob_within": seq_rank["within"],
     }
 
 
