@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from laser.rollout.generate import generate, position_ids_from_mask, sample_next
 from laser.rollout.logprobs import sequence_logprobs
@@ -445,3 +446,36 @@ def test_sequence_logprobs_matches_manual_forward_and_padding():
     torch.testing.assert_close(padded.logp[0, :r], out.logp[0], atol=1e-4, rtol=0)
     assert padded.logp[0, r:].tolist() == [0.0, 0.0]
     assert padded.z_logp[0].item() == pytest.approx(out.z_logp.item(), abs=1e-4)
+
+
+def test_score_step_feeds_only_the_rows_that_ended_last(monkeypatch):
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    ids, mask = encode_prompts(tok, PROMPTS)
+    model = peaked_model(tok, eos_bias=5.0)
+    fed: list[int] = []
+    model.register_forward_pre_hook(lambda m, a, kw: fed.append(kw["input_ids"].shape[0]), with_kwargs=True)
+
+    def run():
+        fed.clear()
+        return gen(
+            model,
+            tok,
+            ids,
+            mask,
+            self_reward_id=z,
+            max_new_tokens=16,
+            generator=torch.Generator().manual_seed(4),
+        )
+
+    r = run()
+    last = r.lengths == r.lengths.max()
+    assert r.finished.all() and 0 < last.sum() < len(PROMPTS)  # some rows end at the last step
+    assert fed[:-1] == [len(PROMPTS)] * (len(fed) - 1) and fed[-1] == last.sum()
+    full = sequence_logprobs(model, r, z)
+    torch.testing.assert_close(r.z_logp, full.z_logp, atol=1e-4, rtol=0)
+    # a cache that cannot be narrowed takes the step with every row, to the same scores
+    monkeypatch.setattr(DynamicLayer, "batch_select_indices", None)
+    whole = run()
+    assert fed[-1] == len(PROMPTS) and torch.equal(whole.response_ids, r.response_ids)
+    torch.testing.assert_close(whole.z_logp, r.z_logp, atol=1e-5, rtol=0)

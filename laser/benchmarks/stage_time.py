@@ -22,6 +22,7 @@ The score is timed directly. Without the score, generation stops as soon as ever
 emitted EOS (or after max_new_tokens samples); with it, one more decoding step is taken so that
 the logits after the last EOS exist. A forward pre-hook on the policy follows each generation
 micro-batch (a forward without a KV cache starts one) and marks a decoding step as the score's
+when it feeds fewer rows than the batch (the score's step feeds only the rows that ended last),
 when every row has already been fed its EOS, or when it is the max_new_tokens-th decoding step:
 generation without the score never takes such a step. Those forwards are timed, synchronised on
 CUDA. The log p(z) reads themselves (a log-softmax over the rows that just ended, inside steps
@@ -102,8 +103,11 @@ class ScoreStepTimer:
             self._stops = self.stop_ids.to(ids.device)
             return
         self._decode_steps += 1
-        self._ended |= torch.isin(ids[:, -1], self._stops)  # fed their EOS, now or earlier
-        self._timing = self._decode_steps == self.max_new_tokens or bool(self._ended.all())
+        if ids.shape[0] < self._ended.shape[0]:  # only the score's step feeds fewer rows
+            self._timing = True
+        else:
+            self._ended |= torch.isin(ids[:, -1], self._stops)  # fed their EOS, now or earlier
+            self._timing = self._decode_steps == self.max_new_tokens or bool(self._ended.all())
         if self._timing:
             synchronize(ids.device)
             self._start = time.perf_counter()

@@ -3,7 +3,8 @@
 The self-reward log-prob log pi(z | x, y) is the next-token distribution after the EOS token: the
 paper's "one additional token". A row that emits EOS at step t is fed that EOS at step t + 1 like
 any other sampled token, and the logits of step t + 1 give log p(z). The unfinished rows take that
-step anyway, so scoring costs at most one extra decoding step per batch (after the last EOS).
+step anyway, so scoring costs at most one extra decoding step per batch (after the last EOS), and
+that step feeds only the rows that emitted EOS last (the KV cache narrowed to them).
 
 "EOS" is any of the stop ids: chat models end a turn with their own token (Qwen's <|im_end|>) while
 the tokenizer's EOS may be another (<|endoftext|>); a response ends at the first stop id it emits,
@@ -47,6 +48,18 @@ def sample_next(
 
 
 @torch.no_grad()
+def narrow_cache(cache, keep: torch.Tensor) -> torch.Tensor | None:
+    """Keep only the rows `keep` (N,) bool of a KV cache, in place, and return their indices (K,);
+    None, leaving the cache whole, for a cache that cannot (a layer without `batch_select_indices`,
+    e.g. a static cache)."""
+    parts = [cache, *getattr(cache, "layers", [])]
+    if not all(callable(getattr(part, "batch_select_indices", None)) for part in parts):
+        return None
+    rows = keep.nonzero().squeeze(-1)  # (K,)
+    cache.batch_select_indices(rows)
+    return rows
+
+
 def generate(
     model: torch.nn.Module,
     prompt_ids: torch.Tensor,
@@ -107,16 +120,20 @@ def generate(
         if last and not pending.any():
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        # the last step is the score's alone: only the rows that emitted EOS just now need it
+        rows = narrow_cache(cache, pending) if last else None
+        fed = slice(None) if rows is None else rows
         out = model(
-            input_ids=tok[:, None],
-            attention_mask=mask,
-            position_ids=next_pos[:, None],
+            input_ids=tok[fed, None],
+            attention_mask=mask[fed],
+            position_ids=next_pos[fed, None],
             cache=cache,
             use_cache=True,
         )
         cache, logits, next_pos = out.cache, out.logits[:, -1], next_pos + 1
-        if last:  # only the final EOS rows' scores were missing: read them and stop
-            z_logp[pending] = torch.log_softmax(logits[pending].float(), -1)[:, self_reward_id]
+        if last:
+            z = torch.log_softmax(logits.float(), -1)[:, self_reward_id]  # (rows fed,)
+            z_logp[fed] = z if rows is not None else z_logp[fed].where(~pending, z)
             break
     response = torch.stack(tokens, dim=1)  # (N, R)
     is_eos = torch.isin(response, stop_ids)
