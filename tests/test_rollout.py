@@ -469,6 +469,7 @@ def test_score_step_feeds_only_the_rows_that_ended_last(monkeypatch):
         )
 
     r = run()
+    assert not r.z_logp.requires_grad  # generation builds no autograd graph
     last = r.lengths == r.lengths.max()
     assert r.finished.all() and 0 < last.sum() < len(PROMPTS)  # some rows end at the last step
     assert fed[:-1] == [len(PROMPTS)] * (len(fed) - 1) and fed[-1] == last.sum()

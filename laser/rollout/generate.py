@@ -47,7 +47,6 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-@torch.no_grad()
 def narrow_cache(cache, keep: torch.Tensor) -> torch.Tensor | None:
     """Keep only the rows `keep` (N,) bool of a KV cache, in place, and return their indices (K,);
     None, leaving the cache whole, for a cache that cannot (a layer without `batch_select_indices`,
@@ -60,6 +59,7 @@ def narrow_cache(cache, keep: torch.Tensor) -> torch.Tensor | None:
     return rows
 
 
+@torch.no_grad()
 def generate(
     model: torch.nn.Module,
     prompt_ids: torch.Tensor,
