@@ -61,12 +61,29 @@ def _finish(fig, path: str | Path | None):
     return fig
 
 
+ALGO_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
+
+
 def _label(row: pd.Series, params: list[str]) -> str:
-    parts = [str(row["run"])]
-    if row.get("algo") is not None and not (isinstance(row.get("algo"), float) and np.isnan(row["algo"])):
-        parts.append(str(row["algo"]))
-    parts += [f"{p.split('.')[-1]}={row[p]}" for p in params if p in row and not pd.isna(row[p])]
-    return " ".join(parts)
+    """`GRPO`, `LaSeR`, or the swept values (`beta_v=0.5`); config-group choices such as `algo=grpo`
+    are already in the algorithm's name."""
+    algo = row.get("algo")
+    parts = [ALGO_NAMES.get(algo, algo)] if isinstance(algo, str) else []
+    parts += [
+        f"{p.split('.')[-1]}={row[p]}"
+        for p in params
+        if p in row and not p.endswith("_group") and not pd.isna(row[p])
+    ]
+    return " ".join(parts) or str(row["run"])
+
+
+def run_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """A legend label per run; the run's id is added only where two runs would read the same."""
+    params = _params(runs)
+    rows = runs.drop_duplicates("run")
+    labels = {r["run"]: _label(r, params) for _, r in rows.iterrows()}
+    counts = pd.Series(list(labels.values())).value_counts()
+    return {run: (f"{lab} ({run})" if counts[lab] > 1 else lab) for run, lab in labels.items()}
 
 
 def _params(df: pd.DataFrame) -> list[str]:
@@ -87,8 +104,7 @@ def plot_self_verify(
     use_style()
     metrics = list(metrics)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
-    params = _params(runs)
-    labels = {r["run"]: _label(r, params) for _, r in runs.drop_duplicates("run").iterrows()}
+    labels = run_labels(runs)
     for ax, m in zip(axes[0], metrics, strict=True):
         name = f"{split}/{m}"
         sub = runs[runs["metric"] == name]
@@ -117,6 +133,7 @@ def plot_scaling(summary: pd.DataFrame, path: str | Path | None = None, max_cols
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     flat = axes.ravel()
+    titles = run_labels(summary) if run_ids else {}
     for ax, run in zip(flat, run_ids, strict=False):
         g = summary[summary["run"] == run]
         for method, st in METHOD_STYLE.items():
@@ -124,7 +141,7 @@ def plot_scaling(summary: pd.DataFrame, path: str | Path | None = None, max_cols
             if not m.empty:
                 ax.plot(m["k"], m["accuracy"], label=method, **st)
         ax.set_xscale("log", base=2)
-        ax.set(title=str(run), xlabel="k (samples)", ylabel="accuracy", ylim=(-0.05, 1.05))
+        ax.set(title=titles[run], xlabel="k (samples)", ylabel="accuracy", ylim=(-0.05, 1.05))
     if not run_ids:
         _empty(flat[0])
     for ax in flat[len(run_ids) :]:
@@ -189,13 +206,14 @@ def plot_score_distributions(
     if problems is not None and not problems.empty:
         run_ids = sorted(problems["run"].unique())
         fig, axes = plt.subplots(1, len(run_ids), figsize=(4 * len(run_ids), 3.2), squeeze=False)
+        titles = run_labels(problems)
         for ax, run in zip(axes[0], run_ids, strict=True):
             g = problems[problems["run"] == run]
             edges = np.histogram_bin_edges(g["score"].astype(float), bins=bins)
             for correct, color, name in ((True, "#2ca02c", "correct"), (False, "#d62728", "incorrect")):
                 s = g.loc[g["correct"] == correct, "score"].astype(float)
                 ax.hist(s, bins=edges, alpha=0.55, color=color, label=f"{name} (n={len(s)})")
-            ax.set(title=str(run), xlabel="self-reward score", ylabel="responses")
+            ax.set(title=titles[run], xlabel="self-reward score", ylabel="responses")
             ax.legend(loc="best")
         return _finish(fig, path)
     return _score_bars(runs, path)
@@ -218,7 +236,8 @@ def _score_bars(runs: pd.DataFrame | None, path):
         ax.bar(
             np.arange(len(final)) + i * width, mean, width, yerr=std, capsize=3, label=kind.replace("_", " ")
         )
-    ax.set_xticks(np.arange(len(final)) + width, final["run"].astype(str))
+    names = run_labels(runs)
+    ax.set_xticks(np.arange(len(final)) + width, [names.get(r, str(r)) for r in final["run"]])
     ax.set(ylabel="final val self-reward score", title="scores: correct vs incorrect")
     ax.legend(loc="best")
     return _finish(fig, path)

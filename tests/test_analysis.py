@@ -216,3 +216,10 @@ def test_wandb_loader_needs_network():
         pytest.skip("W&B API not available offline")
     df = runs.load_wandb_runs(os.environ.get("LASER_WANDB_PROJECT", "laser"), {"state": "finished"})
     assert {"run", "metric", "value"} <= set(df.columns)
+
+
+def test_legends_name_the_algorithm_and_the_swept_value(run_root: Path):
+    pair = runs.load_runs([run_root / "laser", run_root / "grpo"])
+    assert sorted(figures.run_labels(pair).values()) == ["GRPO", "LaSeR"]
+    grid = runs.load_runs(run_root / "grid")
+    assert sorted(figures.run_labels(grid).values()) == [f"LaSeR beta_v={b}" for b in (0.2, 0.5, 1.0)]

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,13 +66,15 @@ def supervised_warmup(
 ) -> float:
     """Train `model` in place on prompt -> solution + EOS (loss on the completion only).
 
-    Returns the mean token NLL of the last 10% of steps.
+    Logs progress (step, loss, time left) about ten times. Returns the mean token NLL of the last
+    10% of steps.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps))
     model.train()
     tail: list[float] = []
+    report_every, start = max(1, steps // 10), time.monotonic()
     for step in range(steps):
         idx = torch.randint(len(prompts), (batch_size,), generator=gen).tolist()
         batch = _sft_batch(tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
@@ -84,8 +87,18 @@ def supervised_warmup(
         sched.step()
         if step >= int(0.9 * steps):
             tail.append(loss.item())
+        if (step + 1) % report_every == 0 or step + 1 == steps:
+            log_progress(step + 1, steps, loss.item(), time.monotonic() - start)
     model.eval()
     return sum(tail) / max(len(tail), 1)
+
+
+def log_progress(done: int, total: int, loss: float, elapsed: float) -> None:
+    left = elapsed / done * (total - done)
+    log.info(
+        "base-policy warm-up: step %d/%d, loss %.3f, %.0f s elapsed, about %.0f s left",
+        done, total, loss, elapsed, left,
+    )  # fmt: skip
 
 
 def cached_model(cache_dir: str | Path, key: str, make: Callable[[], torch.nn.Module]):
@@ -94,6 +107,7 @@ def cached_model(cache_dir: str | Path, key: str, make: Callable[[], torch.nn.Mo
     if (path / "config.json").exists():
         log.info("base policy: loading cached warm-up from %s", path)
         return AutoModelForCausalLM.from_pretrained(path)
+    log.info("base policy: no cached warm-up at %s; making it (cached for later runs)", path)
     model = make()
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     model.save_pretrained(tmp)
