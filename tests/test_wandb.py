@@ -206,7 +206,7 @@ class TwoRankModule:
     data-parallel ranks that hold the same rows."""
 
     self_reward_id = 5
-    sr = SimpleNamespace(beta_v=0.5)
+    sr = SimpleNamespace(beta_v=0.5, loss="mse")
 
     def __init__(self, rows: dict) -> None:
         self.val_rows = [rows]
