@@ -167,14 +167,14 @@ def expected_calibration_error(probs: Tensor, labels: Tensor, num_bins: int = 10
         Scalar float64 ECE in [0, 1]; NaN when M = 0.
 
     Raises:
-        ValueError: If ``num_bins < 1`` or a probability lies outside [0, 1].
+        ValueError: If ``num_bins < 1`` or a probability is NaN or lies outside [0, 1].
     """
     if num_bins < 1:
         raise ValueError(f"num_bins must be >= 1, got {num_bins}")
     p = probs.detach().double().reshape(-1)  # (M,)
     y = labels.detach().bool().reshape(-1).double()  # (M,)
-    if bool(((p < 0) | (p > 1)).any()):
-        raise ValueError("probs must lie in [0, 1]: clip the self-reward score first")
+    if not bool(((p >= 0) & (p <= 1)).all()):  # NaN fails too
+        raise ValueError("probs must lie in [0, 1] (and not be NaN): clip the self-reward score first")
     bins = (p * num_bins).floor().long().clamp(max=num_bins - 1)  # (M,) bin of each row
     conf = torch.zeros(num_bins, dtype=torch.float64, device=p.device).scatter_add_(0, bins, p)  # (B,)
     acc = torch.zeros_like(conf).scatter_add_(0, bins, y)  # (B,)

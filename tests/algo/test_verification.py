@@ -170,8 +170,9 @@ def test_ece_hand_values_with_two_bins():
 def test_ece_rejects_bad_input_and_is_nan_without_rows():
     with pytest.raises(ValueError, match="num_bins"):
         expected_calibration_error(torch.tensor([0.5]), torch.tensor([1]), 0)
-    with pytest.raises(ValueError, match="clip"):
-        expected_calibration_error(torch.tensor([1.5]), torch.tensor([1]))
+    for bad in (1.5, -0.1, math.nan):
+        with pytest.raises(ValueError, match="clip"):
+            expected_calibration_error(torch.tensor([0.5, bad]), torch.tensor([1, 0]))
     assert math.isnan(expected_calibration_error(torch.zeros(0), torch.zeros(0)).item())
 
 
