@@ -23,7 +23,8 @@ def self_reward_score(
     regressed onto the 0/1 reward. ``"sft"``: pi(z_c | x, y) itself, the probability that the
     cross-entropy of :func:`self_reward_ce` pushes to 1 on correct responses (``c_ref`` and
     ``beta_v`` unused). Either way a score above 0.5 reads as "correct" and [0, 1] is its range
-    as a probability.
+    as a probability. (The official code's SFT metrics threshold the probability of the token
+    written for the row's label, z_i on incorrect rows, which reads that label back.)
 
     Args:
         z_logp: (N,) log pi_theta(z_c | x, y) at temperature 1, read from the next-token
