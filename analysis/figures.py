@@ -241,3 +241,223 @@ def _score_bars(runs: pd.DataFrame | None, path):
     ax.set(ylabel="final val self-reward score", title="scores: correct vs incorrect")
     ax.legend(loc="best")
     return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------- 5. paper comparisons
+VERIFY_LOSS = "algo.self_reward.loss"
+SWITCH_METRIC = "train/reward_source/self"
+
+
+def _runs_of(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The runs of ``experiment`` when there are any, else all of them."""
+    sub = runs[runs["experiment"] == experiment]
+    return sub if not sub.empty else runs
+
+
+def _curve(g: pd.DataFrame, smooth: int) -> pd.Series:
+    """One run's metric against step, as a rolling mean over ``smooth`` logged points."""
+    series = g.sort_values("step").set_index("step")["value"]
+    return series.rolling(smooth, min_periods=1).mean() if smooth > 1 else series
+
+
+def plot_curves(
+    runs: pd.DataFrame,
+    metrics,
+    by: str | None = None,
+    smooth: int = 1,
+    switch: bool = False,
+    path: str | Path | None = None,
+):
+    """``metrics`` against step, one panel each and one line per run (labelled by the column ``by``,
+    e.g. ``algo.self_reward.loss``), training metrics smoothed over ``smooth`` logged steps; with
+    ``switch``, a dotted line at each run's switch to the self-reward as the only reward."""
+    use_style()
+    metrics = list(metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    params = _params(runs)
+    first = runs.drop_duplicates("run")
+    labels = {
+        r["run"]: f"{by.split('.')[-1]}={r[by]} ({r['run']})" if by in first.columns else _label(r, params)
+        for _, r in first.iterrows()
+    }
+    switches = switch_steps(runs) if switch else {}
+    for ax, m in zip(axes[0], metrics, strict=True):
+        sub = runs[runs["metric"] == m]
+        for i, (run, g) in enumerate(sub.groupby("run", sort=True)):
+            curve = _curve(g, smooth if m.startswith("train/") else 1)
+            color = STYLE["axes.prop_cycle"].by_key()["color"][i % 8]
+            ax.plot(curve.index, curve.values, label=labels[run], color=color)
+            if run in switches:
+                ax.axvline(switches[run], color=color, linestyle=":", linewidth=1)
+        if sub.empty:
+            _empty(ax)
+        ax.set(title=m, xlabel="step")
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(loc="best")
+    return _finish(fig, path)
+
+
+def plot_verify_loss_curves(runs: pd.DataFrame, smooth: int = 25, path: str | Path | None = None):
+    """The reasoning reward under the MSE and the SFT verification loss (``ablate_verify_loss``):
+    the verifier's reward on training samples, held-out accuracy and the self-verification F1."""
+    metrics = ("train/reward/mean", "val/accuracy", "val/self_verify/f1")
+    return plot_curves(_runs_of(runs, "ablate_verify_loss"), metrics, VERIFY_LOSS, smooth, path=path)
+
+
+def verify_loss_table(runs: pd.DataFrame, last: int = 100) -> pd.DataFrame:
+    """One row per run of ``ablate_verify_loss`` (or of ``runs``): its loss, the mean training
+    reward over its last ``last`` logged steps and the final validation metrics."""
+    runs = _runs_of(runs, "ablate_verify_loss")
+    metrics = ["val/accuracy", "val/self_verify/f1", "val/self_verify/auroc", "val/self_verify/ece"]
+    final = final_metrics(runs, metrics)
+    train = runs[runs["metric"] == "train/reward/mean"].sort_values("step")
+    tail = train.groupby("run")["value"].apply(lambda v: v.tail(last).mean())
+    final[f"train/reward/mean (last {last})"] = final["run"].map(tail)
+    front = [c for c in ("run", VERIFY_LOSS) if c in final.columns]
+    return final[front + [c for c in final.columns if "/" in c]]
+
+
+def switch_steps(runs: pd.DataFrame) -> dict[str, float]:
+    """Each run's first logged step with the self-reward as the only reward (runs with a switch)."""
+    on = runs[(runs["metric"] == SWITCH_METRIC) & (runs["value"] > 0.5)]
+    return on.groupby("run")["step"].min().to_dict()
+
+
+def switch_table(runs: pd.DataFrame, window: int = 50, smooth: int = 25, drop: float = 0.5) -> pd.DataFrame:
+    """Per run with a switch: the switch step; the verifier's mean training reward over the
+    ``window`` steps before it, after it and at the end; held-out accuracy at the last evaluation
+    before the switch and at the end; and the collapse step, the first step after the switch where
+    the verifier's reward (smoothed over ``smooth`` steps) falls below ``drop`` times its mean
+    before the switch (NaN if it never does), with its distance from the switch. Steps are as
+    logged (Lightning's 0-based index: the step the self-reward first drives is ``switch_step``)."""
+    rows = []
+    for run, step in sorted(switch_steps(runs).items()):
+        g = runs[runs["run"] == run]
+        reward = g[g["metric"] == "train/reward/mean"].sort_values("step").set_index("step")["value"]
+        acc = g[g["metric"] == "val/accuracy"].sort_values("step").set_index("step")["value"]
+        before, after = reward[reward.index < step], reward[reward.index >= step]
+        level = before.tail(window).mean()
+        smoothed = after.rolling(smooth, min_periods=1).mean()
+        fallen = smoothed[smoothed < drop * level]
+        collapse = fallen.index[0] if len(fallen) and level > 0 else np.nan
+        rows.append(
+            {
+                "run": run,
+                "switch_step": step,
+                f"reward before (last {window})": level,
+                f"reward after (first {window})": after.head(window).mean(),
+                "reward final": after.tail(window).mean(),
+                "accuracy before": acc[acc.index < step].iloc[-1] if (acc.index < step).any() else np.nan,
+                "accuracy final": acc.iloc[-1] if len(acc) else np.nan,
+                "collapse_step": collapse,
+                "steps_to_collapse": collapse - step,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_self_reward_only(runs: pd.DataFrame, smooth: int = 25, path: str | Path | None = None):
+    """Before and after the switch to the self-reward as the only reward (``self_reward_only``):
+    the verifier's reward on training samples, the reward the advantages came from (the clipped
+    self-reward after the switch) and held-out accuracy; the dotted line marks the switch."""
+    with_switch = runs[runs["run"].isin(switch_steps(runs))]
+    metrics = ("train/reward/mean", "train/reward_source/reward/mean", "val/accuracy")
+    return plot_curves(with_switch, metrics, smooth=smooth, switch=True, path=path)
+
+
+def _finished(problems: pd.DataFrame) -> pd.DataFrame:
+    """The responses that ended with EOS (all of them for evaluations without the flag)."""
+    done = problems["finished"]
+    return problems[done.isna() | done.astype(bool)] if "finished" in problems else problems
+
+
+def reliability_table(problems: pd.DataFrame, num_bins: int = 10) -> pd.DataFrame:
+    """Per run and equal-width bin of the clipped score (finished responses, as
+    ``self_verify/ece``): ``run, bin, low, high, count, confidence, accuracy``."""
+    rows = []
+    for run, g in _finished(problems).groupby("run", sort=True):
+        p = g["score"].astype(float).clip(0, 1).to_numpy()
+        bins = np.minimum((p * num_bins).astype(int), num_bins - 1)
+        for b in range(num_bins):
+            inside = bins == b
+            if inside.any():
+                rows.append(
+                    {"run": run, "bin": b, "low": b / num_bins, "high": (b + 1) / num_bins,
+                     "count": int(inside.sum()), "confidence": p[inside].mean(),
+                     "accuracy": g["correct"].to_numpy()[inside].mean()}
+                )  # fmt: skip
+    return pd.DataFrame(rows, columns=["run", "bin", "low", "high", "count", "confidence", "accuracy"])
+
+
+def calibration_summary(problems: pd.DataFrame, num_bins: int = 10) -> pd.DataFrame:
+    """Per run: ECE of the clipped score and Spearman(score, length), pooled and within correct
+    and incorrect responses, over finished responses (the metrics of ``laser.algo``)."""
+    import torch
+
+    from laser.algo import expected_calibration_error, length_correlations
+
+    rows = []
+    for run, g in _finished(problems).groupby("run", sort=True):
+        score = torch.tensor(g["score"].astype(float).to_numpy())
+        correct = torch.tensor(g["correct"].astype(bool).to_numpy())
+        row = {"run": run, "responses": len(g)}
+        row["self_verify/ece"] = float(expected_calibration_error(score.clamp(0, 1), correct, num_bins))
+        if g["length"].notna().all():
+            length = torch.tensor(g["length"].astype(float).to_numpy())
+            row |= {k: float(v) for k, v in length_correlations(score, length, correct.double()).items()}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _grid(n: int, max_cols: int = 3):
+    cols = min(max(n, 1), max_cols)
+    rows = math.ceil(max(n, 1) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[max(n, 1) :]:
+        ax.set_visible(False)
+    if n == 0:
+        _empty(flat[0])
+    return fig, flat
+
+
+def plot_reliability(problems: pd.DataFrame, num_bins: int = 10, path: str | Path | None = None):
+    """Reliability diagram per run: the share of correct responses against the mean clipped score
+    in each bin (marker area ~ responses in the bin), the diagonal being perfect calibration."""
+    use_style()
+    table = reliability_table(problems, num_bins)
+    summary = calibration_summary(problems, num_bins).set_index("run") if not table.empty else None
+    run_ids = sorted(table["run"].unique())
+    fig, flat = _grid(len(run_ids))
+    for ax, run in zip(flat, run_ids, strict=False):
+        t = table[table["run"] == run]
+        ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+        ax.bar(t["low"], t["accuracy"], width=1 / num_bins, align="edge", alpha=0.25, color="#1f77b4")
+        ax.scatter(t["confidence"], t["accuracy"], s=20 + 200 * t["count"] / t["count"].max(), zorder=3)
+        ece = summary.loc[run, "self_verify/ece"]
+        ax.set(title=f"{run}: ECE {ece:.3f}", xlabel="clipped score", ylabel="share correct")
+        ax.set(xlim=(0, 1), ylim=(-0.02, 1.02))
+    return _finish(fig, path)
+
+
+def plot_score_vs_length(problems: pd.DataFrame, path: str | Path | None = None):
+    """Self-reward score against response length per run (finished responses), correct and
+    incorrect apart, with Spearman's rho pooled and within each class in the title."""
+    use_style()
+    done = _finished(problems)
+    done = done[done["length"].notna()] if "length" in done else done.iloc[0:0]
+    summary = calibration_summary(done).set_index("run") if not done.empty else None
+    run_ids = sorted(done["run"].unique())
+    fig, flat = _grid(len(run_ids))
+    for ax, run in zip(flat, run_ids, strict=False):
+        g = done[done["run"] == run]
+        for correct, color, name in ((True, "#2ca02c", "correct"), (False, "#d62728", "incorrect")):
+            sel = g[g["correct"] == correct]
+            ax.scatter(
+                sel["length"], sel["score"], s=8, alpha=0.5, color=color, label=f"{name} (n={len(sel)})"
+            )
+        rho = [summary.loc[run, f"self_verify/length_spearman{s}"] for s in ("", "_correct", "_incorrect")]
+        title = f"{run}: rho {rho[0]:.2f} (correct {rho[1]:.2f}, incorrect {rho[2]:.2f})"
+        ax.set(title=title, xlabel="response length (tokens)", ylabel="self-reward score")
+        ax.legend(loc="best")
+    return _finish(fig, path)

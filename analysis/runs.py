@@ -156,7 +156,7 @@ def override_columns(df: pd.DataFrame) -> list[str]:
     """The override columns of a frame from this module (those that differ between its runs)."""
     known = set(META_COLUMNS) | {
         "split", "step", "epoch", "metric", "value", "method", "k", "accuracy", "problem", "sample",
-        "correct", "score", "source",
+        "correct", "score", "source", "finished", "length",
     }  # fmt: skip
     return [c for c in df.columns if c not in known and "/" not in c]
 
@@ -258,10 +258,14 @@ def scaling_summary(scaling: pd.DataFrame) -> pd.DataFrame:
     return scaling.groupby(keys, dropna=False, sort=True)["accuracy"].mean().reset_index()
 
 
+PROBLEM_COLUMNS = ["problem", "sample", "correct", "score", "finished", "length"]
+
+
 def load_problems(paths) -> pd.DataFrame:
     """``problems.jsonl`` of every evaluate dir -> one row per response.
 
-    Columns ``run, ..., problem, sample, correct, score``.
+    Columns ``run, ..., problem, sample, correct, score, finished, length`` (``finished`` and
+    ``length`` are missing values in evaluations made before they were written).
     """
 
     def read(d: Path) -> pd.DataFrame:
@@ -269,9 +273,13 @@ def load_problems(paths) -> pd.DataFrame:
         with open(d / "problems.jsonl") as f:
             for i, line in enumerate(f):
                 rec = json.loads(line)
-                for j, (c, s) in enumerate(zip(rec["correct"], rec["score"], strict=False)):
-                    rows.append({"problem": i, "sample": j, "correct": bool(c), "score": s})
-        return pd.DataFrame(rows, columns=["problem", "sample", "correct", "score"])
+                missing = [None] * len(rec["score"])
+                values = zip(
+                    rec["correct"], rec["score"], rec.get("finished", missing), rec.get("length", missing),
+                    strict=True,
+                )  # fmt: skip
+                rows += [(i, j, bool(c), s, done, n) for j, (c, s, done, n) in enumerate(values)]
+        return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
 
     return _with_meta(find_dirs(paths, "problems.jsonl"), read)
 

@@ -65,9 +65,20 @@ class SelfRewardConfig:
     """Further steps after the reasoning warm-up before advantage mixing starts (E7)."""
     threshold: float = 0.5
     """Score above which a response is judged correct (self-verification, E8)."""
+    loss: str = "mse"
+    """The verification loss l_SR: 'mse', the class-balanced MSE of the score (E5); 'sft', the
+    cross-entropy the paper compares it with (section 5): pi(z|x,y) pushed to 1 after correct and
+    pi(incorrect_token|x,y) to 1 after incorrect responses. With 'sft' the score is pi(z|x,y)."""
+    incorrect_token: str | None = None
+    """The second verdict token z_i of loss='sft', as a string; must encode to exactly one id other
+    than `token`'s (the official code takes the id after z's; the tiny model: `<reserved_1>`).
+    Never sampled, like `token`."""
+    calibration_bins: int = 10
+    """Equal-width bins of the expected calibration error (`self_verify/ece`) of the clipped score."""
 
     def __post_init__(self) -> None:
         p = "algo.self_reward"
+        self._check_loss()
         _require(self.alpha >= 0, f"{p}.alpha", self.alpha, "must be >= 0 (0 = GRPO)")
         _require(self.beta_v > 0, f"{p}.beta_v", self.beta_v, "must be > 0 (paper: 0.1)")
         _require(0 <= self.tau <= 1, f"{p}.tau", self.tau, "must be in [0, 1]")
@@ -92,10 +103,51 @@ class SelfRewardConfig:
             "algo.self_reward.token) to a single unused token of the model's vocabulary, or use algo=grpo",
         )
 
+    def _check_loss(self) -> None:
+        p = "algo.self_reward"
+        _one_of(f"{p}.loss", self.loss, ("mse", "sft"))
+        ok = self.calibration_bins >= 1
+        _require(ok, f"{p}.calibration_bins", self.calibration_bins, "must be >= 1")
+        if self.loss != "sft":
+            return
+        _require(self.incorrect_token is not None and self.incorrect_token != self.token,
+                 f"{p}.incorrect_token", self.incorrect_token,
+                 f"loss=sft needs a second verdict token other than {p}.token={self.token!r}, "
+                 "e.g. '<reserved_1>' for the tiny model")  # fmt: skip
+        _require(self.c_ref != "reference", f"{p}.c_ref", self.c_ref,
+                 "loss=sft scores pi(z|x,y) and uses no reference log-prob; use 'auto' or a "
+                 "number")  # fmt: skip
+
     @property
     def constant_c_ref(self) -> float | None:
         """c_ref when given as a number, else None."""
         return self.c_ref if isinstance(self.c_ref, float) else None
+
+    @property
+    def checks_c_ref(self) -> bool:
+        """Whether c_ref and beta_v must pass the E2 check: the MSE's score is trained or mixed."""
+        return self.loss == "mse" and (self.alpha > 0 or self.tau > 0)
+
+
+@dataclass
+class RewardSourceConfig:
+    """Where the advantages come from: the verifier's reward (E1/E6), or after a switch step the
+    self-reward alone, the paper's section 5 experiment (training collapsed about 60 steps later)."""
+
+    self_after_step: Any = None
+    """null: the verifier's reward throughout. A whole number N: from step N + 1 on, the advantages
+    come from the clipped self-reward alone (GRPO-normalised per group) and the verification loss
+    is off (its target is the verifier's reward); the verifier's reward is still computed and
+    logged. A fraction in (0, 1): N is that share of trainer.max_steps, rounded."""
+
+    def __post_init__(self) -> None:
+        key, value = "algo.reward_source.self_after_step", self.self_after_step
+        if value is None:
+            return
+        number = _as_number(value)
+        ok = number is not None and (0 < number < 1 or (number >= 0 and float(number).is_integer()))
+        _require(ok, key, value, "use null, a whole number of steps >= 0 or a fraction in (0, 1)")
+        self.self_after_step = number if number < 1 else int(number)
 
 
 @dataclass
@@ -123,6 +175,7 @@ class AlgoConfig:
     micro_batch_size: int = 64
     """Rows per training forward/backward; the step's loss is normalised over all rows."""
     self_reward: SelfRewardConfig = field(default_factory=SelfRewardConfig)
+    reward_source: RewardSourceConfig = field(default_factory=RewardSourceConfig)
 
     def __post_init__(self) -> None:
         _require(self.group_size >= 2, "algo.group_size", self.group_size, "must be >= 2")
@@ -136,6 +189,10 @@ class AlgoConfig:
         _require(ok, "algo.dual_clip", self.dual_clip, "must be > 1 or null")
         _require(self.kl_beta >= 0, "algo.kl_beta", self.kl_beta, "must be >= 0 (0 = no KL)")
         _require(self.micro_batch_size >= 1, "algo.micro_batch_size", self.micro_batch_size, ">= 1")
+        switch = self.reward_source.self_after_step
+        _require(switch is None or self.self_reward.token is not None,
+                 "algo.reward_source.self_after_step", switch,
+                 "the self-reward as the reward needs algo.self_reward.token")  # fmt: skip
 
     @property
     def needs_reference(self) -> bool:
@@ -467,4 +524,17 @@ def validate(cfg: DictConfig) -> RunConfig:
             fix = f"give it on the command line ({key}=...)"
             raise ValueError(f"{key} is required but not set: {fix}") from None
         blocks[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
-    return RunConfig(**blocks)
+    run = RunConfig(**blocks)
+    _check_switch_fits_the_run(run.algo.reward_source, cfg)
+    return run
+
+
+def _check_switch_fits_the_run(source: RewardSourceConfig, cfg: DictConfig) -> None:
+    """A switch given as a fraction of the run needs the run's length, trainer.max_steps."""
+    value = source.self_after_step
+    if value is None or value >= 1:
+        return
+    max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
+    _require(isinstance(max_steps, int) and max_steps >= 1, "algo.reward_source.self_after_step", value,
+             f"a fraction of the run needs trainer.max_steps >= 1 (got {max_steps}); give a step "
+             "number instead")  # fmt: skip

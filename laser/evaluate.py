@@ -48,10 +48,12 @@ def resolve_policy(ckpt_path: str) -> tuple[str, Path | None]:
 
 
 def self_reward_settings(cfg: DictConfig, model_dir: str) -> dict:
-    """Token, beta_v, c_ref and threshold: the config's where given, else the policy's own file."""
+    """Token, beta_v, c_ref, threshold, the verification loss (which defines the score) and its
+    second token: the config's where given, else the policy's own file."""
     saved_path = Path(model_dir) / "self_reward.json"
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
     settings = {k: v if v is not None else saved.get(k) for k, v in cfg.self_reward.items()}
+    settings["loss"] = settings.get("loss") or "mse"  # exports made before the SFT loss existed
     missing = [k for k in ("token", "beta_v", "c_ref") if settings[k] is None]
     if missing:
         raise ValueError(
@@ -110,6 +112,10 @@ def evaluate(cfg: DictConfig) -> dict:
     settings = self_reward_settings(cfg, model_dir)
     tokenizer = load_tokenizer(model_dir)
     token_id = resolve_single_token(tokenizer, settings["token"], "self_reward.token")
+    incorrect = settings.get("incorrect_token")
+    incorrect_id = (
+        resolve_single_token(tokenizer, incorrect, "self_reward.incorrect_token") if incorrect else None
+    )
     records = load_records(cfg, tokenizer, run_dir)
     policy = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if torch.cuda.is_available():
@@ -119,14 +125,16 @@ def evaluate(cfg: DictConfig) -> dict:
         tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed,
         stop_ids=stop_token_ids(tokenizer, model=policy),  # a training export lists its stop ids there
     )  # fmt: skip
+    if incorrect_id is not None:  # the SFT loss's second verdict token is never sampled, as in training
+        sampler.ban(incorrect_id)
     verifier = make_eval_verifier(cfg)
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
-        cfg.batch_size,
+        cfg.batch_size, loss=settings["loss"],
     )  # fmt: skip
     table = scaling_table(samples, powers_of_two(cfg.num_samples), cfg.num_resamples, cfg.seed)
     summary = summarise_scaling(table)
-    verify = self_verification(samples, settings["threshold"])
+    verify = self_verification(samples, settings["threshold"], settings["calibration_bins"])
     out = Path(cfg.paths.output_dir)
     write_outputs(out, table, summary, verify, samples)
     print(f"{len(records)} problems x {cfg.num_samples} samples from {model_dir}")

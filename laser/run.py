@@ -31,7 +31,7 @@ from laser.models.factory import make_base_policy, make_reference
 from laser.models.loading import load_tokenizer, stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.sampler import Sampler
-from laser.rollout.tokens import resolve_single_token
+from laser.rollout.tokens import resolve_incorrect_token, resolve_single_token
 from laser.utils.loggers import fill_wandb_identity, log_run_config
 from laser.utils.provenance import write_run_info
 from laser.utils.threads import configure_threads
@@ -51,8 +51,10 @@ def check_self_reward(run: RunConfig, tokenizer) -> int | None:
         return None
     token_id = resolve_single_token(tokenizer, sr.token, "algo.self_reward.token")
     check_not_a_stop_token(token_id, stop_ids, sr.token)
-    if sr.constant_c_ref is not None and (sr.alpha > 0 or sr.tau > 0):
+    if sr.constant_c_ref is not None and sr.checks_c_ref:
         check_c_ref(sr.constant_c_ref, sr.beta_v, sr.max_target_logprob)
+    if sr.loss == "sft":
+        resolve_incorrect_token(tokenizer, sr.incorrect_token, token_id, stop_ids)
     return token_id
 
 
@@ -137,6 +139,8 @@ def export_policy(
         "beta_v": sr.beta_v,
         "c_ref": module.c_ref.item(),
         "threshold": sr.threshold,
+        "loss": sr.loss,
+        "incorrect_token": sr.incorrect_token,
     }
     (path / "self_reward.json").write_text(json.dumps(info, indent=2))
     return path
@@ -221,7 +225,7 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
     k = cfg.final_eval.samples
     samples = sample_scored(
         module.policy, module.eval_sampler, module.verifier, records, k,
-        module.sr.beta_v, module.c_ref.item(),
+        module.sr.beta_v, module.c_ref.item(), loss=module.sr.loss,
     )  # fmt: skip
     summary = summarise_scaling(scaling_table(samples, powers_of_two(k), seed=cfg.seed))
     summary.to_csv(out / "voting.csv")

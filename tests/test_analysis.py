@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,11 @@ FIGURES = [
     "03_ablation.png",
     "04_score_distributions.png",
     "04_score_means.png",
+    "05_verify_loss_rewards.png",
+    "05_self_reward_only.png",
+    "05_reliability.png",
+    "05_score_vs_length.png",
+    "05_calibration_curves.png",
 ]
 
 
@@ -36,30 +42,26 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=ENV, stdout=f, stderr=subprocess.STDOUT)
 
 
-def _wait(proc: subprocess.Popen, log: Path, timeout: int = 240) -> None:
+def _wait(proc: subprocess.Popen, log: Path, timeout: int = 600) -> None:
     rc = proc.wait(timeout=timeout)
     assert rc == 0, f"{' '.join(map(str, proc.args))} failed:\n{log.read_text()[-3000:]}"
 
 
+def _multirun(experiment: str, sweep_dir: Path, log: Path) -> subprocess.Popen:
+    return _start(["-m", "laser.run", "-m", f"+experiment={experiment}", "debug=fast",
+                   f"hydra.sweep.dir={sweep_dir}"], log)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def run_root(tmp_path_factory) -> Path:
-    """One LaSeR run, one GRPO run, the 3-run beta_v grid and an evaluation of the LaSeR run."""
+    """One LaSeR run, one GRPO run, the 3-run beta_v grid, an evaluation of the LaSeR run, the
+    MSE-vs-SFT grid and a self-reward-only run (at most about five processes at a time)."""
     root = tmp_path_factory.mktemp("runs")
     laser = _start(["-m", "laser.run", "debug=fast", f"hydra.run.dir={root / 'laser'}"], root / "laser.log")
     grpo = _start(
         ["-m", "laser.run", "debug=fast", "algo=grpo", f"hydra.run.dir={root / 'grpo'}"], root / "grpo.log"
     )
-    grid = _start(
-        [
-            "-m",
-            "laser.run",
-            "-m",
-            "+experiment=ablate_beta",
-            "debug=fast",
-            f"hydra.sweep.dir={root / 'grid'}",
-        ],
-        root / "grid.log",
-    )
+    grid = _multirun("ablate_beta", root / "grid", root / "grid.log")
     _wait(laser, root / "laser.log")
     evaluate = _start(
         [
@@ -74,7 +76,20 @@ def run_root(tmp_path_factory) -> Path:
         ],
         root / "eval.log",
     )
-    for proc, name in ((grpo, "grpo"), (grid, "grid"), (evaluate, "eval")):
+    _wait(grpo, root / "grpo.log")
+    verify_loss = _multirun("ablate_verify_loss", root / "verify_loss", root / "verify_loss.log")
+    _wait(evaluate, root / "eval.log")
+    self_only = _start(
+        [
+            "-m",
+            "laser.run",
+            "+experiment=self_reward_only",
+            "debug=fast",
+            f"hydra.run.dir={root / 'self_only'}",
+        ],
+        root / "self_only.log",
+    )
+    for proc, name in ((grid, "grid"), (verify_loss, "verify_loss"), (self_only, "self_only")):
         _wait(proc, root / f"{name}.log")
     return root
 
@@ -87,7 +102,8 @@ def _last_logged(csv: Path, metric: str) -> float:
 def test_loaders_and_render(run_root: Path, tmp_path: Path):
     # --- loaders hold the runs' own values
     df = runs.load_runs(run_root)
-    assert set(df["run"]) == {"laser", "grpo", "grid/0", "grid/1", "grid/2"}
+    grids = {"grid/0", "grid/1", "grid/2", "verify_loss/0", "verify_loss/1"}
+    assert set(df["run"]) == {"laser", "grpo", "self_only", *grids}
     assert {"run", "experiment", "algo", "step", "metric", "value", "algo.self_reward.beta_v"} <= set(
         df.columns
     )
@@ -152,6 +168,7 @@ def test_loaders_and_render(run_root: Path, tmp_path: Path):
     assert rendered_final.loc["grpo", "val/accuracy"] == pytest.approx(
         _last_logged(run_root / "grpo" / "metrics.csv", "val/accuracy")
     )
+    _check_paper_comparisons(run_root, out)
     # the committed notebooks stay output-free
     import nbformat
 
@@ -160,6 +177,26 @@ def test_loaders_and_render(run_root: Path, tmp_path: Path):
         assert all(
             not c.get("outputs") and c.get("execution_count") is None for c in cells if c.cell_type == "code"
         )
+
+
+def _check_paper_comparisons(run_root: Path, out: Path) -> None:
+    """Notebook 05's tables hold the runs' own values."""
+    losses = pd.read_csv(out / "05_verify_loss.csv").set_index("run")
+    assert sorted(losses["algo.self_reward.loss"]) == ["mse", "sft"]
+    for run in losses.index:
+        csv = run_root / run / "metrics.csv"
+        assert losses.loc[run, "val/accuracy"] == pytest.approx(_last_logged(csv, "val/accuracy"))
+        assert losses.loc[run, "val/self_verify/ece"] == pytest.approx(
+            _last_logged(csv, "val/self_verify/ece")
+        )
+    (switch,) = pd.read_csv(out / "05_switch.csv").to_dict("records")  # the one run with a switch
+    marks = pd.read_csv(run_root / "self_only" / "metrics.csv").dropna(subset=["train/reward_source/self"])
+    assert switch["run"] == "self_only"
+    assert switch["switch_step"] == marks.loc[marks["train/reward_source/self"] > 0.5, "step"].min() == 1
+    calibration = pd.read_csv(out / "05_calibration.csv").set_index("run")
+    verify = json.loads((run_root / "eval" / "self_verify.json").read_text())
+    for key in ("self_verify/ece", "self_verify/length_spearman"):
+        assert calibration.loc["eval", key] == pytest.approx(verify[key], nan_ok=True), key
 
 
 class _FakeWandbRun:

@@ -55,6 +55,12 @@ def test_wrong_type_fails_naming_the_key(tmp_path: Path) -> None:
         ("optim.lr=0", "optim.lr"),
         ("data.task.ops=/", "data.task.ops"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
+        ("algo.self_reward.loss=bce", "algo.self_reward.loss"),
+        ("algo.self_reward.calibration_bins=0", "algo.self_reward.calibration_bins"),
+        ("algo.self_reward.loss=sft", "algo.self_reward.incorrect_token"),  # no second token
+        ("algo.reward_source.self_after_step=-1", "algo.reward_source.self_after_step"),
+        ("algo.reward_source.self_after_step=2.5", "algo.reward_source.self_after_step"),
+        ("algo.reward_source.self_after_step=soon", "algo.reward_source.self_after_step"),
     ],
 )
 def test_out_of_range_value_names_key(tmp_path: Path, override: str, key: str) -> None:
@@ -95,3 +101,41 @@ def test_constant_c_ref_too_high_for_beta_v_fails_before_training(tmp_path: Path
     with pytest.raises(ValueError, match="beta_v"):
         train(cfg)
     assert _nothing_built(tmp_path)
+
+
+SFT = ["algo.self_reward.loss=sft", "algo.self_reward.incorrect_token='<reserved_1>'"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["algo.self_reward.incorrect_token='<reserved_0>'"], r"incorrect_token='<reserved_0>'.*other than"),
+        (["algo.self_reward.c_ref=reference"], r"algo\.self_reward\.c_ref='reference'.*no reference"),
+    ],
+)
+def test_sft_loss_needs_two_tokens_and_no_reference(tmp_path: Path, overrides, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate(compose_train(tmp_path, [*SFT, *overrides]))
+
+
+def test_sft_second_token_must_be_one_token_before_anything_is_built(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, [*SFT, "algo.self_reward.incorrect_token=no"])
+    with pytest.raises(ValueError, match=r"algo\.self_reward\.incorrect_token='no' encodes to 2 tokens"):
+        train(cfg)
+    assert _nothing_built(tmp_path)
+
+
+def test_sft_skips_the_c_ref_check_that_only_the_mse_score_needs(tmp_path: Path) -> None:
+    # c_ref + 1/beta_v = 5 breaks the E2 check, which is about the MSE's target, not the SFT loss's
+    sr = "algo.self_reward"
+    run = validate(compose_train(tmp_path, [*SFT, f"{sr}.c_ref=-5", f"{sr}.beta_v=0.1"]))
+    assert not run.algo.self_reward.checks_c_ref
+    assert validate(compose_train(tmp_path, [f"{sr}.c_ref=-5"])).algo.self_reward.checks_c_ref
+
+
+def test_switch_as_a_fraction_needs_the_run_length(tmp_path: Path) -> None:
+    key = "algo.reward_source.self_after_step"
+    assert validate(compose_train(tmp_path, [f"{key}=0.5"])).algo.reward_source.self_after_step == 0.5
+    assert validate(compose_train(tmp_path, [f"{key}=300"])).algo.reward_source.self_after_step == 300
+    with pytest.raises(ValueError, match=r"trainer\.max_steps >= 1"):
+        validate(compose_train(tmp_path, [f"{key}=0.5", "trainer.max_steps=-1"]))

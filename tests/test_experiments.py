@@ -41,6 +41,8 @@ GRIDS = {
     "ablate_reweighting": {"algo.self_reward.balanced": 2},
     "ablate_c_ref": {"algo.self_reward.c_ref": 3},
     "ablate_integration": {"algo.self_reward.tau": 3, "algo.self_reward.filter_threshold": 2},
+    "ablate_verify_loss": {"algo.self_reward.loss": 2},
+    "self_reward_only": {},
 }
 
 
@@ -196,3 +198,36 @@ def test_ablation_runs_every_grid_point_in_parallel(tmp_path: Path, cache_dir: P
         assert info["hydra"]["launcher"] == "local" and info["hydra"]["mode"] == "MULTIRUN"
         assert info["torch_threads"] == threads
         assert f"torch threads: {threads} (" in (run_dir / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_verify_loss_ablation_trains_each_loss(tmp_path: Path, cache_dir: Path) -> None:
+    """`+experiment=ablate_verify_loss -m`: an MSE and an SFT run, each logging its own loss, the
+    calibration error and the length correlations; the SFT policy's export names its loss."""
+    run_multirun(tmp_path, cache_dir, "+experiment=ablate_verify_loss")
+    dirs = job_dirs(tmp_path)
+    losses = {OmegaConf.load(d / "config.yaml").algo.self_reward.loss: d for d in dirs}
+    assert sorted(losses) == ["mse", "sft"]
+    for loss, run_dir in losses.items():
+        rows = read_metrics(run_dir)
+        term = "train/self_reward/ce" if loss == "sft" else "train/self_reward/mse"
+        assert any(r.get(term) for r in rows), (loss, term)
+        for metric in ("val/self_verify/ece", "val/self_verify/length_spearman"):
+            assert any(r.get(metric) for r in rows), (loss, metric)
+        saved = json.loads((run_dir / "policy" / "self_reward.json").read_text())
+        assert saved["loss"] == loss and saved["incorrect_token"] == "<reserved_1>"
+    assert not any(r.get("train/self_reward/ce") for r in read_metrics(losses["mse"]))
+
+
+@pytest.mark.slow
+def test_self_reward_only_switches_after_its_share_of_the_run(tmp_path: Path, cache_dir: Path) -> None:
+    """`+experiment=self_reward_only`: 0.3 of debug=fast's 4 steps rounds to a switch after step 1;
+    the verifier's reward is logged on every step, the self-reward becomes the reward after it."""
+    run_multirun(tmp_path, cache_dir, "+experiment=self_reward_only")
+    (run_dir,) = job_dirs(tmp_path)
+    train = [r for r in read_metrics(run_dir) if r.get("train/reward_source/self")]
+    assert [int(r["step"]) for r in train] == [0, 1, 2, 3]  # Lightning's 0-based step index
+    assert [float(r["train/reward_source/self"]) for r in train] == [0.0, 1.0, 1.0, 1.0]
+    assert all(r.get("train/reward/mean") and r.get("train/reward_source/reward/mean") for r in train)
+    # before the switch the reward optimised is the verifier's
+    assert float(train[0]["train/reward_source/reward/mean"]) == float(train[0]["train/reward/mean"])

@@ -7,20 +7,25 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from laser.configs import AlgoConfig, OptimConfig, SelfRewardConfig
+from laser.configs import AlgoConfig, OptimConfig, RewardSourceConfig, SelfRewardConfig
 from laser.data.collate import PromptCollator
 from laser.lit.module import LaserModule
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.rewards.verifier import Verifier
 from laser.rollout.sampler import Sampler
 
-from helpers import finishing_policy, tiny_model
+from helpers import add_logit_bias, finishing_policy, tiny_model
 
 PROMPTS = [{"prompt": "12+7-30=", "answer": "-11"}, {"prompt": "3+4=", "answer": "7"}]
 
 
 def make_module(
-    micro_batch_size: int, kl_beta: float = 0.0, c_ref="auto", agg: str = "token_mean"
+    micro_batch_size: int,
+    kl_beta: float = 0.0,
+    c_ref="auto",
+    agg: str = "token_mean",
+    self_after_step: int | None = None,
+    **self_reward,
 ) -> LaserModule:
     tok = build_char_tokenizer()
     policy = finishing_policy(tok)
@@ -31,7 +36,8 @@ def make_module(
         micro_batch_size=micro_batch_size,
         kl_beta=kl_beta,
         loss_agg=agg,
-        self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9),
+        self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9, **self_reward),
+        reward_source=RewardSourceConfig(self_after_step=self_after_step),
     )
     reference = tiny_model(tok)
     module = LaserModule(
@@ -85,3 +91,57 @@ def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> Non
         "train/policy/grad_norm", "train/loss/total",
     }  # fmt: skip
     assert expected <= logged, expected - logged
+
+
+SFT = {"loss": "sft", "incorrect_token": "<reserved_1>"}
+
+
+def test_sft_gradient_does_not_depend_on_micro_batches_and_logs_its_loss() -> None:
+    grads = []
+    for micro in (8, 3):
+        module = make_module(micro, **SFT)
+        batch = PromptCollator(module.sampler.tokenizer)(PROMPTS)
+        rollout = module.sampler.sample(module.policy, batch, group_size=4, score=False)
+        rewards = torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1])
+        module.policy.zero_grad()
+        stats = module.accumulate_gradients(rollout, rewards, torch.linspace(-1, 1, 8), None, 0.5)
+        assert stats["self_reward/ce"] > 0 and "self_verify/ece" in stats
+        grads.append(_grads(module))
+    for full, micro in zip(*grads, strict=True):
+        torch.testing.assert_close(full, micro, rtol=1e-5, atol=1e-7)
+
+
+def test_sft_second_verdict_token_is_never_sampled() -> None:
+    module = make_module(8, **SFT)
+    z_i = module.sampler.tokenizer.convert_tokens_to_ids("<reserved_1>")
+    assert module.incorrect_id == z_i and z_i in module.eval_sampler.banned_ids
+    add_logit_bias(module.policy, {z_i: 50.0})  # z_i would be every token's likeliest successor
+    batch = PromptCollator(module.sampler.tokenizer)(PROMPTS)
+    rollout = module.sampler.sample(module.policy, batch, group_size=4)
+    assert not (rollout.response_ids == z_i).any()
+
+
+def _fit_one_step(module: LaserModule, tmp_path) -> dict:
+    loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
+    trainer = L.Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        default_root_dir=tmp_path, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    return {k: float(v) for k, v in trainer.logged_metrics.items()}
+
+
+@pytest.mark.parametrize("self_after_step", [None, 1, 0])
+def test_after_the_switch_the_verifier_enters_no_loss_term(tmp_path, self_after_step) -> None:
+    """Switch after step 0: the first step's loss is the policy loss alone (the verification loss
+    is off) and the reward source is marked; switch after step 1 or none: the MSE is added."""
+    logged = _fit_one_step(make_module(8, self_after_step=self_after_step), tmp_path)
+    total, policy = logged["train/loss/total"], logged["train/policy/loss"]
+    if self_after_step == 0:
+        assert total == pytest.approx(policy, abs=1e-7)
+        assert logged["train/reward_source/self"] == 1.0
+    else:
+        assert total == pytest.approx(policy + 0.5 * logged["train/self_reward/mse"], rel=1e-5)
+        assert total != pytest.approx(policy, abs=1e-7)
+        assert ("train/reward_source/self" in logged) == (self_after_step is not None)
+    assert "train/reward/mean" in logged  # the verifier's reward is logged either way

@@ -6,9 +6,11 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from laser.data.collate import PromptCollator
 from laser.rollout.generate import generate, position_ids_from_mask, sample_next
 from laser.rollout.logprobs import sequence_logprobs
-from laser.rollout.tokens import resolve_single_token
+from laser.rollout.sampler import Sampler
+from laser.rollout.tokens import resolve_incorrect_token, resolve_single_token
 from laser.rollout.types import Rollout
 
 from helpers import (
@@ -395,6 +397,11 @@ def test_sequence_logprobs_scripted_hand_values():
         torch.testing.assert_close(out.entropy[1], ent[[6, 7, 6]])
     assert sequence_logprobs(bigram(), ro, None).z_logp.tolist() == [0.0, 0.0]
     assert sequence_logprobs(bigram(), ro, Z).entropy is None
+    # the SFT loss's second verdict token, from the same distribution after EOS: logit 0 there
+    both = sequence_logprobs(bigram(), ro, Z, incorrect_id=6)
+    torch.testing.assert_close(both.z_logp, torch.tensor([Z_AFTER_EOS, 0.0]))
+    torch.testing.assert_close(both.incorrect_logp, torch.tensor([-math.log(7 + math.exp(1.5)), 0.0]))
+    assert sequence_logprobs(bigram(), ro, Z).incorrect_logp is None
 
 
 def test_sequence_logprobs_matches_manual_forward_and_padding():
@@ -480,3 +487,29 @@ def test_score_step_feeds_only_the_rows_that_ended_last(monkeypatch):
     whole = run()
     assert fed[-1] == len(PROMPTS) and torch.equal(whole.response_ids, r.response_ids)
     torch.testing.assert_close(whole.z_logp, r.z_logp, atol=1e-5, rtol=0)
+
+
+def test_sampler_never_draws_a_banned_verdict_token():
+    tok = char_tokenizer()
+    z_i = tok.convert_tokens_to_ids("<reserved_1>")
+    model = add_logit_bias(tiny_model(tok), {z_i: 50.0})  # z_i would be drawn at every step
+    sampler = Sampler(tok, max_new_tokens=6, self_reward_id=self_reward_id(tok), seed=0)
+    batch = PromptCollator(tok)([{"prompt": p, "answer": "0"} for p in PROMPTS[:2]])
+    assert (sampler.sample(model, batch, group_size=2).response_ids == z_i).all()
+    sampler.ban(z_i)
+    sampler.ban(z_i)  # once is enough
+    assert sampler.banned_ids == [z_i]
+    assert not (sampler.sample(model, batch, group_size=2).response_ids == z_i).any()
+
+
+def test_resolve_incorrect_token_rejects_z_and_stop_tokens():
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    z_i = resolve_incorrect_token(tok, "<reserved_1>", z, [tok.eos_token_id])
+    assert z_i == tok.convert_tokens_to_ids("<reserved_1>")
+    with pytest.raises(ValueError, match=r"same token as algo\.self_reward\.token"):
+        resolve_incorrect_token(tok, "<reserved_0>", z, [tok.eos_token_id])
+    with pytest.raises(ValueError, match="stop token"):
+        resolve_incorrect_token(tok, "x", z, [tok.convert_tokens_to_ids("x")])
+    with pytest.raises(ValueError, match=r"incorrect_token='ab' encodes to 2 tokens"):
+        resolve_incorrect_token(tok, "ab", z, [tok.eos_token_id])

@@ -119,3 +119,28 @@ def test_memory_is_logged_with_the_other_training_metrics(tmp_path: Path) -> Non
     memory_steps = [int(r["step"]) for r in rows if r.get("train/memory/peak_rss_gib")]
     reward_steps = [int(r["step"]) for r in rows if r.get("train/reward/mean")]
     assert memory_steps == reward_steps == [1, 3]  # every 2 steps, on Lightning's step index
+
+
+def test_sft_run_is_evaluated_with_its_own_score_calibration_and_length_bias(tmp_path: Path) -> None:
+    from laser.algo import expected_calibration_error
+    from laser.evaluate import evaluate
+    from laser.utils.compose import compose_config
+
+    sft = ["algo.self_reward.loss=sft", "algo.self_reward.incorrect_token='<reserved_1>'"]
+    metrics, _ = train(compose_train(tmp_path, sft))
+    assert "train/self_reward/ce" in metrics and "val/self_verify/ece" in metrics
+    out = tmp_path / "eval"
+    options = ["max_problems=8", "num_samples=4", "rollout.max_new_tokens=24", "wandb.mode=disabled"]
+    paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={out}", "self_reward.calibration_bins=4"]
+    evaluate(compose_config([f"ckpt_path={tmp_path / 'run'}", *options, *paths], config_name="eval"))
+    verify = json.loads((out / "self_verify.json").read_text())
+    spearmans = [f"self_verify/length_spearman{s}" for s in ("", "_correct", "_incorrect")]
+    assert {"self_verify/ece", *spearmans} <= set(verify)
+    rows = [json.loads(line) for line in (out / "problems.jsonl").read_text().splitlines()]
+    keys = ("score", "correct", "finished", "length")
+    flat = [sample for r in rows for sample in zip(*(r[k] for k in keys), strict=True)]
+    assert len(flat) == 32 and all(0 < n <= 24 for *_, n in flat)
+    done = [(s, c) for s, c, f, _ in flat if f]
+    assert done and all(0.0 <= s <= 1.0 for s, _ in done)  # the SFT score is pi(z | x, y)
+    scores, correct = torch.tensor([s for s, _ in done]), torch.tensor([c for _, c in done])
+    assert verify["self_verify/ece"] == pytest.approx(expected_calibration_error(scores, correct, 4).item())

@@ -104,7 +104,8 @@ def test_offline_run_holds_config_metrics_table_and_histograms(tmp_path: Path) -
         assert metrics[name].summary.max and metrics[name].step_metric == "trainer/global_step"
 
     history = {item.nested_key[0]: item for h in by_kind["history"] for item in h.item}
-    assert {"train/samples", "val/accuracy", "train/loss/total"} <= set(history)
+    calibration = {"val/self_verify/ece", "val/self_verify/length_spearman"}
+    assert {"train/samples", "val/accuracy", "train/loss/total", *calibration} <= set(history)
     hists = [k for k in history if k.startswith("val/self_reward/hist/")]
     assert hists, sorted(history)
     tables = [json.loads(p.read_text()) for p in offline.glob("files/media/table/train/samples_*.table.json")]
@@ -206,7 +207,7 @@ class TwoRankModule:
     data-parallel ranks that hold the same rows."""
 
     self_reward_id = 5
-    sr = SimpleNamespace(beta_v=0.5)
+    sr = SimpleNamespace(beta_v=0.5, loss="mse")
 
     def __init__(self, rows: dict) -> None:
         self.val_rows = [rows]

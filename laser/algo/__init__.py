@@ -1,44 +1,53 @@
 """Pure-math core of LaSeR: advantages, losses, self-reward score and metrics (torch only)."""
 
-from laser.algo.advantages import group_advantages, self_reward_advantages
+from laser.algo.advantages import group_advantages, self_reward_advantages, self_reward_as_reward
 from laser.algo.kl import kl_estimate, kl_penalty
 from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
 from laser.algo.objective import laser_objective
 from laser.algo.policy_loss import clipped_policy_loss
 from laser.algo.scaling import best_of_k, pass_at_k, scaling_curves, vote
-from laser.algo.schedule import self_reward_phase
-from laser.algo.self_reward import (
+from laser.algo.schedule import self_reward_only, self_reward_phase, switch_step
+from laser.algo.self_reward import check_c_ref, self_reward_ce, self_reward_mse, self_reward_score
+from laser.algo.stats import average_ranks, summarize
+from laser.algo.verification import (
     auroc,
-    check_c_ref,
     difficulty_auroc,
+    expected_calibration_error,
     grouped_auroc,
-    self_reward_mse,
-    self_reward_score,
+    length_correlations,
     self_verify_metrics,
+    spearman,
 )
-from laser.algo.stats import summarize
 
 __all__ = [
     "aggregate_loss",
     "auroc",
+    "average_ranks",
     "best_of_k",
     "check_c_ref",
     "clipped_policy_loss",
     "difficulty_auroc",
+    "expected_calibration_error",
     "group_advantages",
     "grouped_auroc",
     "kl_estimate",
     "kl_penalty",
     "laser_objective",
+    "length_correlations",
     "masked_mean",
     "masked_sum",
     "pass_at_k",
     "scaling_curves",
     "self_reward_advantages",
+    "self_reward_as_reward",
+    "self_reward_ce",
     "self_reward_mse",
+    "self_reward_only",
     "self_reward_phase",
     "self_reward_score",
     "self_verify_metrics",
+    "spearman",
     "summarize",
+    "switch_step",
     "vote",
 ]

@@ -1,4 +1,5 @@
-"""Group-relative advantages: GRPO's verifier advantage (E1) and LaSeR's mixed advantage (E6)."""
+"""Group-relative advantages: GRPO's verifier advantage (E1), LaSeR's mixed advantage (E6), and the
+self-reward as the only reward (the paper's section 5 collapse experiment)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def group_advantages(
     return adv.reshape(-1)  # (N,)
 
 
+def self_reward_as_reward(scores: Tensor, finished: Tensor) -> Tensor:
+    """The self-reward read as a reward in [0, 1]: clip(r_s, 0, 1), 0 for truncated responses.
+
+    The s~ of E6 (official code); given to :func:`group_advantages` in place of the verifier's
+    reward, it makes the self-reward the only RL reward (paper section 5: training collapses).
+
+    Args:
+        scores: (N,) raw self-reward scores r_s (E3).
+        finished: (N,) bool, true where the response ended with EOS.
+
+    Returns:
+        (N,) detached float rewards in [0, 1].
+    """
+    clipped = scores.detach().float().clamp(0.0, 1.0)  # (N,)
+    return torch.where(finished.bool(), clipped, torch.zeros_like(clipped))
+
+
 def self_reward_advantages(
     scores: Tensor,
     verifier_adv: Tensor,
@@ -85,8 +103,7 @@ def self_reward_advantages(
     """
     _check_groups(scores.shape[0], group_size)
     v_adv = verifier_adv.detach()  # (N,)
-    clipped = scores.detach().float().clamp(0.0, 1.0)  # (N,)
-    s = torch.where(finished.bool(), clipped, torch.zeros_like(clipped)).view(-1, group_size)
+    s = self_reward_as_reward(scores, finished).view(-1, group_size)  # (B, K)
     std = s.std(dim=-1, keepdim=True)  # (B, 1) unbiased, no eps
     keep = std > filter_threshold  # (B, 1) groups that mix
     safe_std = torch.where(keep, std, torch.ones_like(std))  # (B, 1) avoids 0/0 in dropped groups

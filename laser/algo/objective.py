@@ -1,4 +1,5 @@
-"""The full LaSeR training loss (E4/E5): L_PG + kl_beta * L_KL + alpha * l_SR."""
+"""The full LaSeR training loss (E4/E5): L_PG + kl_beta * L_KL + alpha * l_SR, where l_SR is the
+class-balanced MSE (E5) or the SFT cross-entropy it is compared with (paper section 5)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import Tensor
 from laser.algo.kl import KLEstimator, kl_penalty
 from laser.algo.masked import AggMode
 from laser.algo.policy_loss import clipped_policy_loss
-from laser.algo.self_reward import self_reward_mse, self_reward_score
+from laser.algo.self_reward import VerifyLoss, self_reward_ce, self_reward_mse, self_reward_score
 
 
 def _kl_term(
@@ -32,6 +33,32 @@ def _kl_term(
         return kl_penalty(logp, ref_logp, mask, estimator, agg, num_tokens, num_seqs)
 
 
+def _verification_term(
+    loss: VerifyLoss,
+    z_logp: Tensor,
+    incorrect_logp: Tensor | None,
+    c_ref: float | Tensor,
+    beta_v: float,
+    rewards: Tensor,
+    finished: Tensor,
+    balanced: bool,
+    num_correct: float | Tensor | None,
+    num_incorrect: float | Tensor | None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """l_SR and its stats: the MSE of the score (E5) or the verdict tokens' cross-entropy."""
+    counts = (balanced, num_correct, num_incorrect)
+    match loss:
+        case "mse":
+            scores = self_reward_score(z_logp, c_ref, beta_v)  # (N,)
+            return self_reward_mse(scores, rewards, finished, *counts)
+        case "sft":
+            if incorrect_logp is None:
+                raise ValueError("loss='sft' needs incorrect_logp, log pi(z_i | x, y)")
+            return self_reward_ce(z_logp, incorrect_logp, rewards, finished, *counts)
+        case _:
+            raise ValueError(f"unknown verification loss {loss!r}; use 'mse' or 'sft'")
+
+
 def laser_objective(
     *,
     logp: Tensor,
@@ -45,6 +72,8 @@ def laser_objective(
     beta_v: float,
     alpha: float,
     balanced: bool = True,
+    verify_loss: VerifyLoss = "mse",
+    incorrect_logp: Tensor | None = None,
     ref_logp: Tensor | None = None,
     kl_beta: float = 0.0,
     kl_estimator: KLEstimator = "k3",
@@ -59,9 +88,9 @@ def laser_objective(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """LaSeR loss (E4 with E5): L_PG + kl_beta * L_KL + alpha * l_SR.
 
-    The self-reward token z_c is not a response token and never enters the PG term. The MSE
-    stats are always reported (under no_grad when ``alpha == 0``, so GRPO runs log the untrained
-    score); with ``alpha == 0`` and ``kl_beta == 0`` the loss is exactly
+    The self-reward token z_c is not a response token and never enters the PG term. The
+    verification stats are always reported (under no_grad when ``alpha == 0``, so GRPO runs log
+    the untrained score); with ``alpha == 0`` and ``kl_beta == 0`` the loss is exactly
     :func:`clipped_policy_loss`'s (nothing is added).
 
     Args:
@@ -74,8 +103,12 @@ def laser_objective(
         finished: (N,) bool, true where the response ended with EOS.
         c_ref: Reference log-prob of z_c, constant or (N,) (E3).
         beta_v: Verification KL weight (E3).
-        alpha: Weight of the self-reward MSE, >= 0.
-        balanced: Class-balanced MSE weights (E5).
+        alpha: Weight of the verification loss l_SR, >= 0.
+        balanced: Class-balanced weights of l_SR (E5).
+        verify_loss: l_SR: ``"mse"``, the MSE of the score (E5), or ``"sft"``, the cross-entropy of
+            the verdict tokens (:func:`~laser.algo.self_reward.self_reward_ce`).
+        incorrect_logp: (N,) log pi_theta(z_i | x, y) at the EOS position (with grad); needed
+            when ``verify_loss == "sft"``.
         ref_logp: (N, T) log pi_ref of the response tokens; needed when ``kl_beta > 0``.
         kl_beta: KL loss weight beta (E1), >= 0.
         kl_estimator: ``"k1"`` or ``"k3"``.
@@ -92,7 +125,8 @@ def laser_objective(
         ``(loss, stats)``: scalar loss and the stats of every term plus ``loss/total``.
 
     Raises:
-        ValueError: If ``alpha < 0``, ``kl_beta < 0``, or ``kl_beta > 0`` without ``ref_logp``.
+        ValueError: If ``alpha < 0``, ``kl_beta < 0``, ``kl_beta > 0`` without ``ref_logp``, or
+            ``verify_loss == "sft"`` without ``incorrect_logp``.
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got alpha={alpha}")
@@ -101,8 +135,10 @@ def laser_objective(
     )
     kl_loss, kl_stats = _kl_term(logp, ref_logp, mask, kl_beta, kl_estimator, agg, num_tokens, num_seqs)
     with torch.set_grad_enabled(torch.is_grad_enabled() and alpha > 0):
-        scores = self_reward_score(z_logp, c_ref, beta_v)  # (N,)
-        sr_loss, sr_stats = self_reward_mse(scores, rewards, finished, balanced, num_correct, num_incorrect)
+        sr_loss, sr_stats = _verification_term(
+            verify_loss, z_logp, incorrect_logp, c_ref, beta_v, rewards, finished, balanced,
+            num_correct, num_incorrect,
+        )  # fmt: skip
     if kl_beta > 0:
         loss = loss + kl_beta * kl_loss
     if alpha > 0:

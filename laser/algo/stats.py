@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -31,3 +32,18 @@ def summarize(name: str, x: Tensor, mask: Tensor | None = None) -> dict[str, Ten
         f"{name}/min": values.min(),
         f"{name}/max": values.max(),
     }
+
+
+def average_ranks(x: Tensor) -> Tensor:
+    """1-based ranks of the values of ``x``, ties sharing their average rank (float64).
+
+    Args:
+        x: (M,) real values.
+
+    Returns:
+        (M,) float64 ranks; e.g. ``[0.3, 0.1, 0.3]`` gives ``[2.5, 1.0, 2.5]``.
+    """
+    values = x.detach().double().reshape(-1)  # (M,)
+    _, inverse, counts = torch.unique(values, sorted=True, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()  # (U,) rank of each distinct value's last occurrence
+    return (ends - (counts.double() - 1.0) / 2.0)[inverse]  # (M,)

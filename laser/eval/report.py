@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from laser.algo import difficulty_auroc, grouped_auroc, scaling_curves, self_verify_metrics
+from laser.algo import (
+    difficulty_auroc,
+    grouped_auroc,
+    length_correlations,
+    scaling_curves,
+    self_verify_metrics,
+)
 from laser.eval.samples import ScoredSamples
 
 
@@ -41,17 +47,15 @@ def summarise_scaling(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["method", "k"])["accuracy"].mean().unstack("k")
 
 
-def self_verification(samples: ScoredSamples, threshold: float = 0.5) -> dict[str, float]:
-    """The paper's self-verification metrics over every finished sample, plus the AUROC within
-    each problem's samples (the ranking that best-of-k and weighted voting use) and the pooled
-    AUROC that knowing each problem's difficulty alone gives (a lower bound; see
-    `difficulty_auroc`)."""
-    stats = self_verify_metrics(
-        samples.scores.flatten(),
-        samples.correct.flatten().float(),
-        samples.finished.flatten(),
-        threshold,
-    )
+def self_verification(samples: ScoredSamples, threshold: float = 0.5, num_bins: int = 10) -> dict[str, float]:
+    """The paper's self-verification metrics over every finished sample (with the calibration error
+    over `num_bins` bins and the score's correlation with length), plus the AUROC within each
+    problem's samples (the ranking that best-of-k and weighted voting use) and the pooled AUROC
+    that knowing each problem's difficulty alone gives (a lower bound; see `difficulty_auroc`)."""
+    scores, correct = samples.scores.flatten(), samples.correct.flatten().float()
+    finished = samples.finished.flatten()
+    stats = self_verify_metrics(scores, correct, finished, threshold, num_bins)
+    stats |= length_correlations(scores, samples.lengths.flatten(), correct, finished)
     within, groups = grouped_auroc(samples.scores, samples.correct, samples.finished)
     stats |= {
         "self_verify/auroc_within": within,
@@ -62,7 +66,8 @@ def self_verification(samples: ScoredSamples, threshold: float = 0.5) -> dict[st
 
 
 def per_problem(samples: ScoredSamples) -> pd.DataFrame:
-    """One row per problem: reference, answers, votes and scores of its K samples."""
+    """One row per problem: reference, answers, votes, scores, finished flags and lengths of its K
+    samples."""
     ids = samples.answer_ids()
     return pd.DataFrame(
         {
@@ -72,5 +77,7 @@ def per_problem(samples: ScoredSamples) -> pd.DataFrame:
             "answer_class": ids.tolist(),
             "correct": samples.correct.tolist(),
             "score": samples.scores.tolist(),
+            "finished": samples.finished.tolist(),
+            "length": samples.lengths.tolist(),
         }
     )

@@ -24,7 +24,9 @@ class ScoredSamples:
         answers: P lists of K extracted answers (None = no answer).
         correct: (P, K) bool verifier verdicts.
         finished: (P, K) bool, the response ended with EOS.
-        scores: (P, K) self-reward scores r_s (raw; 0 where not finished).
+        scores: (P, K) self-reward scores (raw r_s, or pi(z|x,y) for an SFT-trained policy; 0
+            where not finished).
+        lengths: (P, K) response lengths in tokens (EOS included).
     """
 
     problems: list[str]
@@ -34,6 +36,7 @@ class ScoredSamples:
     correct: torch.Tensor
     finished: torch.Tensor
     scores: torch.Tensor
+    lengths: torch.Tensor
 
     def answer_ids(self) -> torch.Tensor:
         """(P, K) answer classes: 0 for every correct answer (all equal the reference), then one
@@ -65,10 +68,12 @@ def sample_scored(
     beta_v: float,
     c_ref: float,
     batch_size: int = 32,
+    loss: str = "mse",
 ) -> ScoredSamples:
-    """K = `num_samples` scored completions for every record ({prompt, answer})."""
+    """K = `num_samples` scored completions for every record ({prompt, answer}); `loss` is the
+    verification loss the policy was trained with, which defines its score."""
     collate = PromptCollator(sampler.tokenizer)
-    texts, correct, finished, z_logp = [], [], [], []
+    texts, correct, finished, z_logp, lengths = [], [], [], [], []
     for start in range(0, len(records), batch_size):
         batch = collate(records[start : start + batch_size])
         rollout = sampler.sample(policy, batch, group_size=num_samples, score=True)
@@ -78,10 +83,11 @@ def sample_scored(
         texts += responses
         correct.append(verifier(responses, gold, prompts) > 0.5)
         finished.append(rollout.finished.cpu())
+        lengths.append(rollout.lengths.cpu())
         z_logp.append(torch.nan_to_num(rollout.z_logp.cpu(), nan=c_ref))
     shape = (len(records), num_samples)
     finished_t = torch.cat(finished).view(shape)
-    scores = self_reward_score(torch.cat(z_logp), c_ref, beta_v).view(shape) * finished_t
+    scores = self_reward_score(torch.cat(z_logp), c_ref, beta_v, loss).view(shape) * finished_t
     responses = [texts[i : i + num_samples] for i in range(0, len(texts), num_samples)]
     return ScoredSamples(
         problems=[r["prompt"] for r in records],
@@ -91,4 +97,5 @@ def sample_scored(
         correct=torch.cat(correct).view(shape),
         finished=finished_t,
         scores=scores,
+        lengths=torch.cat(lengths).view(shape),
     )

@@ -40,7 +40,7 @@ def training_sample_scores(module: LightningModule, samples: dict) -> torch.Tens
                 for mb in rollout.split(module.algo.micro_batch_size)
             ]
         )
-    scores = self_reward_score(z_logp, module.c_ref_for(samples["ref"]), module.sr.beta_v)
+    scores = self_reward_score(z_logp, module.c_ref_for(samples["ref"]), module.sr.beta_v, module.sr.loss)
     return scores.masked_fill(~rollout.finished, float("nan"))
 
 
@@ -113,7 +113,8 @@ class WandbSelfRewardHistograms(Callback):
             return
         if pl_module.self_reward_id is None:
             return
-        scores = self_reward_score(rows["z_logp"], rows["c_ref"], pl_module.sr.beta_v)  # (n,)
+        sr = pl_module.sr
+        scores = self_reward_score(rows["z_logp"], rows["c_ref"], sr.beta_v, sr.loss)  # (n,)
         gather = getattr(pl_module, "gather_rows", lambda x: x)  # every rank takes part
         finished, scores, rewards = (gather(x) for x in (rows["finished"], scores, rows["rewards"]))
         self._scores.append(scores[finished].detach().float().cpu())

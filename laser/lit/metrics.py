@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from laser.algo import self_reward_mse, self_verify_metrics, summarize
+from laser.algo import length_correlations, self_reward_mse, self_verify_metrics, summarize
 from laser.configs import SelfRewardConfig
 
 
@@ -23,12 +23,18 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def self_reward_metrics(
-    scores: torch.Tensor, rewards: torch.Tensor, finished: torch.Tensor, sr: SelfRewardConfig
+    scores: torch.Tensor,
+    rewards: torch.Tensor,
+    finished: torch.Tensor,
+    lengths: torch.Tensor,
+    sr: SelfRewardConfig,
 ) -> dict[str, torch.Tensor]:
-    """MSE, score distributions per class and self-verification quality, over finished rows."""
+    """MSE of the score (the Brier score under loss=sft), score distributions per class,
+    self-verification quality, calibration and correlation with response length, over finished rows."""
     _, mse_stats = self_reward_mse(scores, rewards, finished, sr.balanced)
     return {
         **mse_stats,
         **summarize("self_reward/score", scores, finished),
-        **self_verify_metrics(scores, rewards, finished, sr.threshold),
+        **self_verify_metrics(scores, rewards, finished, sr.threshold, sr.calibration_bins),
+        **length_correlations(scores, lengths, rewards, finished),
     }

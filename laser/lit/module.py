@@ -11,18 +11,20 @@ from lightning import LightningModule
 
 from laser.algo import (
     check_c_ref,
-    group_advantages,
     laser_objective,
-    self_reward_advantages,
+    self_reward_only,
     self_reward_phase,
     self_reward_score,
+    switch_step,
 )
 from laser.configs import AlgoConfig, OptimConfig
 from laser.data.collate import PromptBatch
 from laser.lit.metrics import rollout_metrics, self_reward_metrics
 from laser.lit.parallel import DataParallelMixin
+from laser.lit.reward_source import step_advantages
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
+from laser.rollout.tokens import resolve_incorrect_token
 from laser.rollout.types import Rollout
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,20 @@ class LaserModule(DataParallelMixin, LightningModule):
         self.sampler, self.eval_sampler, self.verifier = sampler, eval_sampler, verifier
         self.algo, self.sr, self.optim_cfg = algo, algo.self_reward, optim
         self.self_reward_id = self_reward_id
+        self.incorrect_id = None  # the SFT loss's second verdict token, never sampled either
+        if self.sr.loss == "sft":
+            self.incorrect_id = resolve_incorrect_token(
+                sampler.tokenizer, self.sr.incorrect_token, self_reward_id, sampler.stop_ids
+            )
+            sampler.ban(self.incorrect_id)
+            eval_sampler.ban(self.incorrect_id)
         c_ref = self.sr.constant_c_ref
         self.register_buffer("c_ref", torch.tensor(math.nan if c_ref is None else c_ref))
         self.loss_options = {  # the objective's fixed settings (E1, E4, E5)
             "beta_v": self.sr.beta_v, "balanced": self.sr.balanced, "kl_beta": algo.kl_beta,
             "kl_estimator": algo.kl_estimator, "clip_low": algo.clip_low,
             "clip_high": algo.clip_high, "dual_clip": algo.dual_clip, "agg": algo.loss_agg,
+            "verify_loss": self.sr.loss,
         }  # fmt: skip
         self.val_rows: list[dict[str, torch.Tensor]] = []
         self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
@@ -72,23 +82,20 @@ class LaserModule(DataParallelMixin, LightningModule):
     # -- the algorithm -------------------------------------------------------------------------
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        step = self.global_step + 1
         mse_on, mix_on = self_reward_phase(
-            self.global_step + 1, self.sr.reasoning_warmup_steps, self.sr.self_reward_warmup_steps
+            step, self.sr.reasoning_warmup_steps, self.sr.self_reward_warmup_steps
         )
-        mixing = mix_on and self.sr.tau > 0
-        rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=mixing)
+        self_only = self_reward_only(step, self.switch)  # then the verifier's reward is only logged
+        mixing = mix_on and self.sr.tau > 0 and not self_only
+        rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=mixing or self_only)
         rewards = self.verify(rollout, batch, self.algo.group_size)  # (B*G,)
         ref = self.reference_pass(rollout)
-        adv = group_advantages(rewards, self.algo.group_size, self.algo.adv_scale)
-        stats = {}
-        if mixing:
-            scores = self_reward_score(rollout.z_logp, self.c_ref_for(ref), self.sr.beta_v)
-            adv, stats = self_reward_advantages(
-                scores, adv, rollout.finished, self.algo.group_size, self.sr.tau,
-                self.sr.filter_threshold,
-            )  # fmt: skip
-            stats = self.mean_over_ranks(stats)  # every rank has as many groups
-        stats |= self.update(rollout, rewards, adv, ref, alpha=self.sr.alpha if mse_on else 0.0)
+        scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
+        adv, stats = step_advantages(rewards, scores, rollout.finished, self.algo, mixing, self_only)
+        stats = self.mean_over_ranks(stats)  # every rank has as many groups
+        alpha = self.sr.alpha if mse_on and not self_only else 0.0  # its target is the verifier's
+        stats |= self.update(rollout, rewards, adv, ref, alpha=alpha)
         self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
         self.log_stage("train", {**stats, **rollout_metrics(rows, self.gather_rows(rewards))})
@@ -130,11 +137,13 @@ class LaserModule(DataParallelMixin, LightningModule):
             rows = slice(start, start + self.algo.micro_batch_size)
             mb = rollout.rows(rows)
             fwd = sequence_logprobs(
-                self.policy, mb, self.self_reward_id, self.sampler.temperature, with_entropy=True
-            )
+                self.policy, mb, self.self_reward_id, self.sampler.temperature, with_entropy=True,
+                incorrect_id=self.incorrect_id,
+            )  # fmt: skip
             loss, mb_stats = laser_objective(
                 logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mb.response_mask, adv=adv[rows],
-                z_logp=fwd.z_logp, rewards=rewards[rows], finished=mb.finished,
+                z_logp=fwd.z_logp, incorrect_logp=fwd.incorrect_logp, rewards=rewards[rows],
+                finished=mb.finished,
                 c_ref=c_ref if c_ref.ndim == 0 else c_ref[rows], alpha=alpha,
                 ref_logp=None if ref is None else ref.logp[rows], **self.loss_options, **counts,
             )  # fmt: skip
@@ -153,8 +162,8 @@ class LaserModule(DataParallelMixin, LightningModule):
         stats = self.sum_over_ranks(dict(sums))  # shares of the step's totals
         stats["policy/entropy"] = self.element_mean_over_ranks(torch.cat(entropies))[0]
         if self.self_reward_id is not None:
-            scores = self_reward_score(torch.cat(z_logps), c_ref, self.sr.beta_v)
-            gathered = [self.gather_rows(x) for x in (scores, rewards, finished)]
+            scores = self.score(torch.cat(z_logps), c_ref)
+            gathered = [self.gather_rows(x) for x in (scores, rewards, finished, rollout.lengths)]
             stats |= self_reward_metrics(*gathered, self.sr)
         return stats
 
@@ -182,6 +191,16 @@ class LaserModule(DataParallelMixin, LightningModule):
         """c_ref as a scalar, or per row from the reference pass when c_ref='reference'."""
         return ref.z_logp if self.sr.c_ref == "reference" else self.c_ref
 
+    def score(self, z_logp: torch.Tensor, c_ref: torch.Tensor) -> torch.Tensor:
+        """(N,) self-reward scores, as the configured verification loss trains them."""
+        return self_reward_score(z_logp, c_ref, self.sr.beta_v, self.sr.loss)
+
+    @property
+    def switch(self) -> int | None:
+        """The step after which the self-reward is the only reward (None: never)."""
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        return switch_step(self.algo.reward_source.self_after_step, max_steps)
+
     # -- c_ref --------------------------------------------------------------------------------
 
     def ensure_c_ref(self) -> None:
@@ -204,7 +223,7 @@ class LaserModule(DataParallelMixin, LightningModule):
                 )
             self.c_ref.fill_(mean.item())
             log.info("c_ref estimated over %d responses: %.3f", count, self.c_ref.item())
-        if self.sr.alpha > 0 or self.sr.tau > 0:
+        if self.sr.checks_c_ref:
             check_c_ref(self.c_ref.item(), self.sr.beta_v, self.sr.max_target_logprob)
 
     def base_policy_rollout(self, batch: PromptBatch) -> Rollout:
@@ -244,8 +263,8 @@ class LaserModule(DataParallelMixin, LightningModule):
         rollout_like = {"finished": rows["finished"], "lengths": rows["lengths"]}
         stats = rollout_metrics(rollout_like, rows["rewards"])
         if rows["z_logp"] is not None and self.self_reward_id is not None:
-            scores = self_reward_score(rows["z_logp"], rows["c_ref"], self.sr.beta_v)
-            stats |= self_reward_metrics(scores, rows["rewards"], rows["finished"], self.sr)
+            scores = self.score(rows["z_logp"], rows["c_ref"])
+            stats |= self_reward_metrics(scores, rows["rewards"], rows["finished"], rows["lengths"], self.sr)
         self.log_stage("val", stats)
         self.val_history.append({k: float(v) for k, v in stats.items()} | {"step": self.global_step})
 

@@ -29,7 +29,7 @@ class DataParallelMixin:
 
     def mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Scalars averaged over ranks (means over equally many items on every rank)."""
-        if self.world_size == 1:
+        if self.world_size == 1 or not values:
             return values
         return {k: v / self.world_size for k, v in self.sum_over_ranks(values).items()}
 

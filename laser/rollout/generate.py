@@ -73,6 +73,7 @@ def generate(
     self_reward_id: int | None = None,
     score: bool = True,
     generator: torch.Generator | None = None,
+    banned_ids: Sequence[int] = (),
 ) -> Rollout:
     """Sample one completion per row of a left-padded prompt batch.
 
@@ -87,11 +88,12 @@ def generate(
         self_reward_id: the self-reward token z; never sampled.
         score: read log p(z) one step after each EOS (at temperature 1) into `Rollout.z_logp`.
         generator: RNG for reproducible sampling.
+        banned_ids: further ids never sampled (the SFT loss's second verdict token).
     """
     n = prompt_ids.shape[0]
     device = prompt_ids.device
     stop_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), device=device)
-    banned = [] if self_reward_id is None else [self_reward_id]
+    banned = ([] if self_reward_id is None else [self_reward_id]) + list(banned_ids)
     score = score and self_reward_id is not None
     mask = prompt_mask.long()
     pos = position_ids_from_mask(mask)

@@ -23,11 +23,14 @@ class SequenceLogprobs:
         logp: (N, R) log pi(y_t | x, y_<t) at the sampling temperature (0 where masked).
         z_logp: (N,) log pi(z | x, y) at temperature 1 at the EOS position (0 for truncated rows).
         entropy: (N, R) entropy of the next-token distribution (no grad), or None.
+        incorrect_logp: (N,) log pi(z_i | x, y) at the same position, the SFT loss's second
+            verdict token (0 for truncated rows), or None when not asked for.
     """
 
     logp: torch.Tensor
     z_logp: torch.Tensor
     entropy: torch.Tensor | None
+    incorrect_logp: torch.Tensor | None = None
 
 
 def eos_index(rollout: Rollout) -> torch.Tensor:
@@ -41,8 +44,10 @@ def sequence_logprobs(
     self_reward_id: int | None,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    incorrect_id: int | None = None,
 ) -> SequenceLogprobs:
-    """Forward prompt + response once and gather the response's log-probs and the z log-prob."""
+    """Forward prompt + response once and gather the response's log-probs and the z log-prob
+    (and z_i's, from the same distribution, when `incorrect_id` is given)."""
     ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=-1)  # (N, P + R)
     mask = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=-1)
     r = rollout.response_ids.shape[1]
@@ -59,11 +64,15 @@ def sequence_logprobs(
     logp = scaled.gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)  # (N, R)
     logp = logp * rollout.response_mask
     z_logp = torch.zeros(len(rollout), device=ids.device)
+    incorrect_logp = None
     if self_reward_id is not None:
         after_eos = logits[torch.arange(len(rollout)), eos_index(rollout) + 1]  # (N, V)
-        z_logp = torch.log_softmax(after_eos, dim=-1)[:, self_reward_id] * rollout.finished
+        verdicts = torch.log_softmax(after_eos, dim=-1)  # (N, V)
+        z_logp = verdicts[:, self_reward_id] * rollout.finished
+        if incorrect_id is not None:
+            incorrect_logp = verdicts[:, incorrect_id] * rollout.finished
     entropy = None
     if with_entropy:
         with torch.no_grad():
             entropy = -(scaled.exp() * scaled).sum(-1)  # (N, R)
-    return SequenceLogprobs(logp=logp, z_logp=z_logp, entropy=entropy)
+    return SequenceLogprobs(logp=logp, z_logp=z_logp, entropy=entropy, incorrect_logp=incorrect_logp)

@@ -50,6 +50,12 @@ class Sampler:
         self.stop_ids = list(stop_ids) if stop_ids is not None else [tokenizer.eos_token_id]
         self.generator = torch.Generator().manual_seed(seed)
         self._device_generator: torch.Generator | None = None
+        self.banned_ids: list[int] = []
+
+    def ban(self, token_id: int) -> None:
+        """Never sample `token_id` (like the self-reward token): e.g. a second verdict token."""
+        if token_id not in self.banned_ids:
+            self.banned_ids.append(token_id)
 
     def use_rank(self, rank: int) -> None:
         """Give data-parallel rank `rank` its own sampling stream (rank 0 keeps `seed` and its state)."""
@@ -86,6 +92,7 @@ class Sampler:
                 self_reward_id=self.self_reward_id,
                 score=score,
                 generator=self._generator_for(device),
+                banned_ids=self.banned_ids,
             )
             for i in range(0, ids.shape[0], self.micro_batch_size)
         ]

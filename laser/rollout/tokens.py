@@ -18,3 +18,20 @@ def resolve_single_token(tokenizer: PreTrainedTokenizerBase, text: str, key: str
     if ids[0] in (tokenizer.eos_token_id, tokenizer.pad_token_id):
         raise ValueError(f"{key}={text!r} is the EOS or pad token; pick a token the policy never emits")
     return ids[0]
+
+
+def resolve_incorrect_token(
+    tokenizer: PreTrainedTokenizerBase, text: str, self_reward_id: int | None, stop_ids: list[int]
+) -> int:
+    """The id of the SFT loss's second verdict token z_i: one known token, not z, not a stop token."""
+    key = "algo.self_reward.incorrect_token"
+    token_id = resolve_single_token(tokenizer, text, key)
+    if token_id == self_reward_id:
+        raise ValueError(
+            f"{key}={text!r} is the same token as algo.self_reward.token; the SFT loss needs two "
+            "different verdict tokens"
+        )
+    if token_id in stop_ids:
+        raise ValueError(f"{key}={text!r} ends responses (a stop token of this model); pick a token "
+                         "the policy never emits")  # fmt: skip
+    return token_id

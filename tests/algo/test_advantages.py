@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from laser.algo.advantages import group_advantages, self_reward_advantages
+from laser.algo.advantages import group_advantages, self_reward_advantages, self_reward_as_reward
 
 
 def test_group_advantages_hand_values():
@@ -109,3 +109,19 @@ def test_self_reward_advantages_carry_no_gradient():
 def test_self_reward_advantages_reject_bad_groups():
     with pytest.raises(ValueError, match="group_size"):
         self_reward_advantages(SCORES, V_ADV, FINISHED, 3, tau=0.1, filter_threshold=0.1)
+
+
+def test_self_reward_as_reward_clips_and_zeroes_truncated_rows():
+    scores = torch.tensor([1.7, 0.4, -0.3, 0.9], requires_grad=True)
+    finished = torch.tensor([True, True, True, False])
+    rewards = self_reward_as_reward(scores, finished)
+    torch.testing.assert_close(rewards, torch.tensor([1.0, 0.4, 0.0, 0.0]))
+    assert not rewards.requires_grad
+
+
+def test_self_reward_as_the_reward_gives_the_grpo_advantage_of_the_clipped_score():
+    # group (1, 0.4, 0, 0): mean 0.35, centred (0.65, 0.05, -0.35, -0.35)
+    scores = torch.tensor([1.7, 0.4, -0.3, 0.9])
+    finished = torch.tensor([True, True, True, False])
+    adv = group_advantages(self_reward_as_reward(scores, finished), 4, scale="none")
+    torch.testing.assert_close(adv, torch.tensor([0.65, 0.05, -0.35, -0.35]))

@@ -87,3 +87,34 @@ def test_outer_no_grad_is_respected():
 def test_negative_alpha_is_rejected():
     with pytest.raises(ValueError, match="alpha"):
         laser_objective(**_inputs(), alpha=-0.1)
+
+
+def _sft_inputs():
+    x = _inputs()
+    x["incorrect_logp"] = torch.tensor([-3.0, -0.5, -2.0, -1.0], requires_grad=True)
+    return x
+
+
+def test_sft_adds_the_weighted_cross_entropy_of_the_verdict_tokens():
+    x = _sft_inputs()
+    loss, stats = laser_objective(**x, alpha=0.5, verify_loss="sft")
+    # finished: correct rows 0, 2 (nll 14, 18), incorrect row 1 (nll 0.5); w_c = 3/4, w_i = 3/2
+    # ce = (0.75 * 32 + 1.5 * 0.5) / 3 = 24.75 / 3 = 8.25
+    assert stats["self_reward/ce"].item() == pytest.approx(8.25)
+    assert "self_reward/mse" not in stats
+    assert loss.item() == pytest.approx(_pg(x).item() + 0.5 * 8.25)
+    loss.backward()
+    # d/dz of -alpha * w * z / 3 on each row's own verdict token
+    torch.testing.assert_close(x["z_logp"].grad, torch.tensor([-0.125, 0.0, -0.125, 0.0]))
+    torch.testing.assert_close(x["incorrect_logp"].grad, torch.tensor([0.0, -0.25, 0.0, 0.0]))
+
+
+def test_sft_with_alpha_zero_is_exactly_the_grpo_loss():
+    x = _sft_inputs()
+    loss, stats = laser_objective(**x, alpha=0.0, verify_loss="sft")
+    assert torch.equal(loss, _pg(x)) and "self_reward/ce" in stats
+
+
+def test_sft_needs_the_incorrect_token_logprob():
+    with pytest.raises(ValueError, match="incorrect_logp"):
+        laser_objective(**_inputs(), alpha=0.1, verify_loss="sft")

@@ -1,8 +1,8 @@
-"""Tests for laser.algo.schedule.self_reward_phase (E7)."""
+"""Tests for laser.algo.schedule: warm-ups (E7) and the switch to the self-reward as the only reward."""
 
 import pytest
 
-from laser.algo.schedule import self_reward_phase
+from laser.algo.schedule import self_reward_only, self_reward_phase, switch_step
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,32 @@ def test_orz_schedule_without_reasoning_warmup():
     assert self_reward_phase(1, 0, 200) == (True, False)
     assert self_reward_phase(200, 0, 200) == (True, False)
     assert self_reward_phase(201, 0, 200) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("value", "max_steps", "expected"),
+    [
+        (None, 1000, None),
+        (300, 1000, 300),
+        (0, 1000, 0),  # the self-reward from the first step
+        (300.0, -1, 300),  # a step number needs no run length
+        (0.3, 1000, 300),
+        (0.3, 4, 1),  # 1.2 rounds to 1
+        (0.5, 4, 2),
+    ],
+)
+def test_switch_step_from_a_step_or_a_fraction(value, max_steps, expected):
+    assert switch_step(value, max_steps) == expected
+
+
+@pytest.mark.parametrize(("value", "max_steps"), [(0.3, -1), (-2, 100), (2.5, 100)])
+def test_switch_step_rejects_what_names_no_step(value, max_steps):
+    with pytest.raises(ValueError, match="self_after_step"):
+        switch_step(value, max_steps)
+
+
+def test_self_reward_only_after_the_switch_step():
+    # switch 2: steps 1 and 2 use the verifier, 3 on the self-reward
+    assert [self_reward_only(s, 2) for s in (1, 2, 3, 4)] == [False, False, True, True]
+    assert not any(self_reward_only(s, None) for s in (1, 10**6))
+    assert self_reward_only(1, 0)

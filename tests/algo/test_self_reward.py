@@ -1,20 +1,11 @@
-"""Tests for laser.algo.self_reward: score (E3), c_ref check (E2), MSE (E5), metrics (E8)."""
+"""Tests for laser.algo.self_reward: score (E3), c_ref check (E2), MSE (E5) and the SFT loss."""
 
-import itertools
 import math
 
 import pytest
 import torch
 
-from laser.algo.self_reward import (
-    auroc,
-    check_c_ref,
-    difficulty_auroc,
-    grouped_auroc,
-    self_reward_mse,
-    self_reward_score,
-    self_verify_metrics,
-)
+from laser.algo.self_reward import check_c_ref, self_reward_ce, self_reward_mse, self_reward_score
 
 
 def test_self_reward_score_hand_values():
@@ -152,126 +143,67 @@ def test_micro_batches_with_step_counts_match_full_batch(balanced):
     torch.testing.assert_close(split_grad, full_grad)
 
 
-def test_self_verify_metrics_hand_values():
-    scores = torch.tensor([0.9, 0.6, 0.4, 0.7, 0.8, 0.1])
-    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
-    m = self_verify_metrics(scores, rewards)
-    # correct rows predicted correct: 0.9, 0.6 -> 2/3; incorrect predicted incorrect: 0.1 -> 1/3
-    assert m["self_verify/acc_correct"].item() == pytest.approx(2 / 3)
-    assert m["self_verify/acc_incorrect"].item() == pytest.approx(1 / 3)
-    # paper F1 = 2 * (2/3)(1/3) / (2/3 + 1/3) = 4/9
-    assert m["self_verify/f1"].item() == pytest.approx(4 / 9)
-    # tp = 2, fp = 2 (0.7, 0.8), fn = 1 (0.4) -> 2tp / (2tp + fp + fn) = 4/7
-    assert m["self_verify/pr_f1"].item() == pytest.approx(4 / 7)
-    # pairs (pos > neg): 0.9 beats 3, 0.6 beats 0.1, 0.4 beats 0.1 -> 5/9
-    assert m["self_verify/auroc"].item() == pytest.approx(5 / 9)
+def test_sft_score_is_the_probability_of_z_and_ignores_c_ref():
+    z_logp = torch.tensor([0.0, math.log(0.25), -30.0])
+    scores = self_reward_score(z_logp, -12.0, 0.5, loss="sft")
+    torch.testing.assert_close(scores, torch.tensor([1.0, 0.25, math.exp(-30.0)]))
+    with pytest.raises(ValueError, match="mse"):
+        self_reward_score(z_logp, -12.0, 0.5, loss="bce")
 
 
-def test_self_verify_threshold_is_strict_and_valid_mask_drops_rows():
-    scores = torch.tensor([0.5, 0.2, 0.9, 0.9])
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
-    valid = torch.tensor([True, True, False, True])
-    m = self_verify_metrics(scores, rewards, valid)
-    # score 0.5 is "incorrect" (not > 0.5): acc_correct = 1/2 (0.9 only); row 2 dropped
-    assert m["self_verify/acc_correct"].item() == pytest.approx(0.5)
-    assert m["self_verify/acc_incorrect"].item() == pytest.approx(1.0)
-    assert m["self_verify/auroc"].item() == pytest.approx(1.0)  # 0.5 > 0.2 and 0.9 > 0.2
+# rows: correct, correct, incorrect, incorrect, truncated
+CE_Z = torch.tensor([math.log(0.5), math.log(0.25), math.log(0.1), -5.0, -1.0])
+CE_ZI = torch.tensor([-9.0, -9.0, math.log(0.5), math.log(0.125), -1.0])
+CE_REWARDS = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0])
+CE_FINISHED = torch.tensor([True, True, True, True, False])
 
 
-def test_self_verify_f1_is_zero_when_both_accuracies_are_zero():
-    m = self_verify_metrics(torch.tensor([0.1, 0.9]), torch.tensor([1.0, 0.0]))
-    assert m["self_verify/f1"].item() == 0.0
-    assert m["self_verify/pr_f1"].item() == 0.0
-    assert m["self_verify/auroc"].item() == 0.0
+def test_sft_loss_hand_values():
+    # nll: -log pi(z_c) on correct rows (log 2, log 4), -log pi(z_i) on incorrect ones (log 2, log 8)
+    # balanced: N_c = N_i = 2 -> w = 1 each; (log 2 + log 4 + log 2 + log 8) / 4 = 7 log 2 / 4
+    loss, stats = self_reward_ce(CE_Z, CE_ZI, CE_REWARDS, CE_FINISHED)
+    assert loss.item() == pytest.approx(7 * math.log(2) / 4)
+    assert stats["self_reward/ce"].item() == pytest.approx(loss.item())
+    # 3 correct : 1 incorrect -> w_c = 4/6, w_i = 4/2; rows 0, 1, 3 correct, row 2 incorrect
+    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0])
+    loss, _ = self_reward_ce(CE_Z, CE_ZI, rewards, CE_FINISHED)
+    # (4/6 (log 2 + log 4 + 5) + 2 log 2) / 4
+    expected = (4 / 6 * (3 * math.log(2) + 5.0) + 2 * math.log(2)) / 4
+    assert loss.item() == pytest.approx(expected)
+    plain, _ = self_reward_ce(CE_Z, CE_ZI, rewards, CE_FINISHED, balanced=False)
+    assert plain.item() == pytest.approx((3 * math.log(2) + 5.0 + math.log(2)) / 4)
 
 
-def _brute_force_auroc(scores, labels):
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
-    return wins / (len(pos) * len(neg))
+def test_sft_loss_is_zero_when_each_verdict_is_certain():
+    z = torch.tensor([0.0, -50.0])  # pi(z_c) = 1 on the correct row
+    zi = torch.tensor([-50.0, 0.0])  # pi(z_i) = 1 on the incorrect row
+    loss, _ = self_reward_ce(z, zi, torch.tensor([1.0, 0.0]), torch.ones(2, dtype=torch.bool))
+    assert loss.item() == 0.0
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_auroc_matches_pairwise_count_with_ties(seed):
-    gen = torch.Generator().manual_seed(seed)
-    scores = torch.randint(0, 5, (40,), generator=gen).float() / 4  # many ties
-    labels = torch.rand(40, generator=gen) < 0.4
-    expected = _brute_force_auroc(scores.tolist(), labels.tolist())
-    assert auroc(scores, labels).item() == pytest.approx(expected, abs=1e-12)
+def test_sft_loss_gradient_reaches_each_rows_own_verdict_token():
+    z = CE_Z.clone().requires_grad_(True)
+    zi = CE_ZI.clone().requires_grad_(True)
+    loss, _ = self_reward_ce(z, zi, CE_REWARDS, CE_FINISHED)
+    loss.backward()
+    # d/d logp of -w * logp / 4 = -1/4 on the row's own token; nothing for the other token or the
+    # truncated row
+    torch.testing.assert_close(z.grad, torch.tensor([-0.25, -0.25, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(zi.grad, torch.tensor([0.0, 0.0, -0.25, -0.25, 0.0]))
 
 
-def test_auroc_is_nan_for_an_empty_class():
-    assert math.isnan(auroc(torch.tensor([0.1, 0.2]), torch.tensor([True, True])).item())
-    assert math.isnan(auroc(torch.tensor([0.1, 0.2]), torch.tensor([0, 0])).item())
-
-
-def test_grouped_auroc_hand_values():
-    scores = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.3, 0.3], [0.4, 0.6, 0.8]])
-    labels = torch.tensor([[1, 0, 0], [1, 0, 1], [1, 1, 1]])
-    mean, count = grouped_auroc(scores, labels)
-    # group 0: 0.9 beats 0.2 and 0.5 -> 1; group 1: positives 0.1, 0.3 vs negative 0.3 -> (0 + 0.5) / 2
-    # group 2 has no negative and is skipped
-    assert count.item() == 2
-    assert mean.item() == pytest.approx((1.0 + 0.25) / 2)
-
-
-def test_grouped_auroc_ignores_prompt_difficulty_that_pooled_auroc_rewards():
-    # every sample of the easy prompt outscores every sample of the hard one, but within each prompt
-    # the wrong answer scores higher: pooled AUROC looks good, within-prompt ranking is inverted
-    scores = torch.tensor([[0.8, 0.8, 0.8, 0.9], [0.1, 0.2, 0.2, 0.2]])
-    labels = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
-    assert auroc(scores, labels).item() == pytest.approx(9 / 16)  # each 0.8 beats the three 0.2
-    mean, _ = grouped_auroc(scores, labels)
-    assert mean.item() == 0.0
-
-
-def test_grouped_auroc_valid_mask_and_empty():
-    scores = torch.tensor([[0.1, 0.9, 0.5]])
-    labels = torch.tensor([[1, 0, 0]])
-    valid = torch.tensor([[True, False, True]])
-    mean, count = grouped_auroc(scores, labels, valid)
-    assert (mean.item(), count.item()) == (0.0, 1)
-    mean, count = grouped_auroc(scores, torch.ones(1, 3), valid)
-    assert math.isnan(mean.item()) and count.item() == 0
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_grouped_auroc_equals_mean_of_per_group_auroc(seed):
-    gen = torch.Generator().manual_seed(seed)
-    scores = torch.randint(0, 4, (6, 8), generator=gen).float()
-    labels = torch.rand(6, 8, generator=gen) < 0.5
-    per_group = [auroc(s, y) for s, y in zip(scores, labels, strict=True)]
-    expected = [a.item() for a in per_group if not math.isnan(a.item())]
-    mean, count = grouped_auroc(scores, labels)
-    assert count.item() == len(expected)
-    assert mean.item() == pytest.approx(sum(expected) / len(expected), abs=1e-12)
-
-
-def test_difficulty_auroc_hand_values():
-    # prompt 0: scored half (1, 0), accuracy of the other half (1, 1) = 1; prompt 1: scored (0, 0),
-    # other half 0. Positive {1.0} vs negatives {1.0, 0, 0}: (0.5 + 1 + 1) / 3
-    labels = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]])
-    assert difficulty_auroc(labels).item() == pytest.approx(2.5 / 3)
-    # every prompt equally hard: the difficulty-only score ties everything
-    assert difficulty_auroc(torch.tensor([[1, 0, 1, 0], [0, 1, 0, 1]])).item() == 0.5
-
-
-def test_difficulty_auroc_valid_mask_and_bad_shape():
-    labels = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]])
-    valid = torch.tensor([[True, False, True, True], [True, True, True, True]])
-    # the masked negative of prompt 0 drops out: positive 1.0 beats both 0s
-    assert difficulty_auroc(labels, valid).item() == 1.0
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        difficulty_auroc(torch.ones(3, 1))
-
-
-def test_difficulty_auroc_approaches_the_true_difficulty_ranking():
-    # with many samples per prompt, the split-half estimate ranks like the true accuracies
+def test_sft_loss_micro_batches_with_step_counts_match_full_batch():
     gen = torch.Generator().manual_seed(0)
-    p = torch.rand(300, 1, generator=gen)
-    labels = torch.rand(300, 400, generator=gen) < p
-    truth = auroc(p.expand(-1, 200).flatten(), labels[:, :200].flatten())
-    assert difficulty_auroc(labels).item() == pytest.approx(truth.item(), abs=0.01)
-    # and it is a lower bound: with 2 samples per prompt it falls below the true-accuracy AUROC
-    assert difficulty_auroc(labels[:, :2]).item() < truth.item() - 0.05
+    z = -torch.rand(10, generator=gen).mul(5).requires_grad_(True)
+    zi = -torch.rand(10, generator=gen).mul(5).requires_grad_(True)
+    rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    finished = torch.tensor([True] * 7 + [False, True, True])
+    full, _ = self_reward_ce(z, zi, rewards, finished)
+    n_c = (finished & (rewards > 0.5)).sum()
+    n_i = (finished & (rewards < 0.5)).sum()
+    split = sum(
+        self_reward_ce(z[sl], zi[sl], rewards[sl], finished[sl], True, n_c, n_i)[0]
+        for sl in (slice(0, 3), slice(3, 10))
+    )
+    torch.testing.assert_close(split, full)
+    torch.testing.assert_close(torch.autograd.grad(split, z)[0], torch.autograd.grad(full, z)[0])

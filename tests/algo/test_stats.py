@@ -44,3 +44,12 @@ def test_summarize_single_element_std_is_zero_and_outputs_are_detached_floats():
         assert not value.requires_grad
         assert value.dtype == torch.float32
         assert value.dim() == 0
+
+
+def test_average_ranks_share_ties():
+    from laser.algo.stats import average_ranks
+
+    ranks = average_ranks(torch.tensor([0.3, 0.1, 0.3, 0.7, 0.3]))
+    # sorted: 0.1 (1), 0.3 x3 (2, 3, 4 -> 3), 0.7 (5)
+    assert ranks.tolist() == [3.0, 1.0, 3.0, 5.0, 3.0]
+    assert ranks.dtype == torch.float64
