@@ -230,11 +230,18 @@ class BaseSFTConfig:
     steps: int = 0
     """Optimiser steps; 0 uses the model as loaded."""
     lr: float = 3e-3
+    """Peak learning rate (linear warm-up over 5% of the steps, then cosine decay)."""
+    final_lr_frac: float = 0.05
+    """Learning rate at the last step, as a fraction of `lr` (1: constant after the warm-up). A
+    warm-up annealed to a tiny learning rate ends where the loss is sharp along its gradients,
+    and RL steps at a larger learning rate then overshoot."""
     batch_size: int = 64
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "model.base_sft.steps", self.steps, "must be >= 0 (0 = off)")
         _require(self.lr > 0, "model.base_sft.lr", self.lr, "must be > 0")
+        ok = 0 < self.final_lr_frac <= 1
+        _require(ok, "model.base_sft.final_lr_frac", self.final_lr_frac, "must be in (0, 1]")
         _require(self.batch_size >= 1, "model.base_sft.batch_size", self.batch_size, ">= 1")
 
 
@@ -283,6 +290,8 @@ class RolloutConfig:
     top_p: float = 1.0
     eval_temperature: float = 1.0
     """Temperature of validation samples (accuracy and self-verification are measured on them)."""
+    eval_greedy: bool = True
+    """Validation also decodes each prompt greedily and logs `val/accuracy_greedy` (no scores)."""
     micro_batch_size: int = 256
     """Rows generated at once (bounds KV-cache memory)."""
 

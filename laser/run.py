@@ -177,6 +177,7 @@ def build_module(
         optim=run.optim,
         self_reward_id=token_id,
         reference=make_reference(policy) if run.algo.needs_reference else None,
+        greedy_eval=run.rollout.eval_greedy,
     )
     return module, datamodule
 
@@ -237,7 +238,8 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
 def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: Path) -> None:
     lines = [
         f"== {run.algo.name} finished ==",
-        f"eval accuracy            {metrics.get('val/accuracy', float('nan')):.4f}",
+        f"eval accuracy            {metrics.get('val/accuracy', float('nan')):.4f}"
+        f" (greedy {metrics.get('val/accuracy_greedy', float('nan')):.4f})",
         f"self-reward F1 (last 3)  {metrics.get('summary/self_verify/f1', float('nan')):.4f}",
         f"self-reward AUROC (last 3) {metrics.get('summary/self_verify/auroc', float('nan')):.4f}",
         f"c_ref                    {metrics.get('summary/c_ref', float('nan')):.3f}",

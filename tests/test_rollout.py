@@ -513,3 +513,22 @@ def test_resolve_incorrect_token_rejects_z_and_stop_tokens():
         resolve_incorrect_token(tok, "x", z, [tok.convert_tokens_to_ids("x")])
     with pytest.raises(ValueError, match=r"incorrect_token='ab' encodes to 2 tokens"):
         resolve_incorrect_token(tok, "ab", z, [tok.eos_token_id])
+
+
+def test_greedy_sampler_decodes_the_argmax_and_keeps_the_samplers_bans():
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    model = add_logit_bias(tiny_model(tok), {z: 30.0})
+    sampler = Sampler(tok, max_new_tokens=6, temperature=1.0, self_reward_id=z, seed=3)
+    greedy = sampler.greedy()
+    banned = tok.convert_tokens_to_ids("7")
+    sampler.ban(banned)  # banned after the copy was made: still banned in it
+    batch = PromptCollator(tok)([{"prompt": p, "answer": "0"} for p in PROMPTS[:4]])
+    first, second = (greedy.sample(model, batch, score=False) for _ in range(2))
+    torch.testing.assert_close(first.response_ids, second.response_ids)  # no sampling noise
+    ids, mask = encode_prompts(tok, PROMPTS[:4])
+    argmax = gen(model, tok, ids, mask, temperature=0.0, self_reward_id=z, max_new_tokens=6,
+                 banned_ids=[banned])  # fmt: skip
+    torch.testing.assert_close(first.response_ids, argmax.response_ids)
+    assert greedy.temperature == 0.0 and sampler.temperature == 1.0

@@ -31,6 +31,7 @@ def test_debug_run_trains_logs_checkpoints_and_exports(tmp_path: Path, capsys) -
         "train/reward/mean",
         "train/self_verify/f1",
         "val/accuracy",
+        "val/accuracy_greedy",
         "val/self_verify/auroc",
     ):
         assert key in columns, key

@@ -53,12 +53,15 @@ class LaserModule(DataParallelMixin, LightningModule):
         optim: OptimConfig,
         self_reward_id: int | None,
         reference: torch.nn.Module | None = None,
+        greedy_eval: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.policy = policy
         self.reference = reference.requires_grad_(False).eval() if reference is not None else None
         self.sampler, self.eval_sampler, self.verifier = sampler, eval_sampler, verifier
+        # validation also decodes greedily: RL papers report accuracy both ways
+        self.greedy_sampler = eval_sampler.greedy() if greedy_eval else None
         self.algo, self.sr, self.optim_cfg = algo, algo.self_reward, optim
         self.self_reward_id = self_reward_id
         self.incorrect_id = None  # the SFT loss's second verdict token, never sampled either
@@ -248,10 +251,12 @@ class LaserModule(DataParallelMixin, LightningModule):
         rewards = self.verify(rollout, batch, 1)
         z = torch.nan_to_num(rollout.z_logp) if rollout.z_logp is not None else None
         ref = self.reference_pass(rollout) if self.sr.c_ref == "reference" else None
-        self.val_rows.append(
-            {"rewards": rewards, "finished": rollout.finished, "lengths": rollout.lengths,
-             "z_logp": z, "c_ref": self.c_ref_for(ref).expand(len(rollout))}
-        )  # fmt: skip
+        row = {"rewards": rewards, "finished": rollout.finished, "lengths": rollout.lengths,
+               "z_logp": z, "c_ref": self.c_ref_for(ref).expand(len(rollout))}  # fmt: skip
+        if self.greedy_sampler is not None:
+            greedy = self.greedy_sampler.sample(self.policy, batch, group_size=1, score=False)
+            row["greedy_rewards"] = self.verify(greedy, batch, 1)
+        self.val_rows.append(row)
 
     def on_validation_epoch_end(self) -> None:
         rows = {
@@ -262,6 +267,8 @@ class LaserModule(DataParallelMixin, LightningModule):
         rows = {k: v if v is None else self.gather_eval_rows(v) for k, v in rows.items()}
         rollout_like = {"finished": rows["finished"], "lengths": rows["lengths"]}
         stats = rollout_metrics(rollout_like, rows["rewards"])
+        if "greedy_rewards" in rows:
+            stats["accuracy_greedy"] = rows["greedy_rewards"].float().mean()
         if rows["z_logp"] is not None and self.self_reward_id is not None:
             scores = self.score(rows["z_logp"], rows["c_ref"])
             stats |= self_reward_metrics(scores, rows["rewards"], rows["finished"], rows["lengths"], self.sr)
@@ -272,7 +279,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         """Self-verification averaged over the last `last` evaluations, and c_ref."""
         recent = self.val_history[-last:]
         summary = {"summary/c_ref": self.c_ref.item()}
-        for key in ("accuracy", "self_verify/f1", "self_verify/auroc"):
+        for key in ("accuracy", "accuracy_greedy", "self_verify/f1", "self_verify/auroc"):
             values = [h[key] for h in recent if key in h]
             if values:
                 summary[f"summary/{key}"] = sum(values) / len(values)

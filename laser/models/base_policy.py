@@ -63,6 +63,7 @@ def supervised_warmup(
     lr: float,
     batch_size: int,
     seed: int = 0,
+    final_lr_frac: float = 0.05,
 ) -> float:
     """Train `model` in place on prompt -> solution + EOS (loss on the completion only).
 
@@ -71,7 +72,7 @@ def supervised_warmup(
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, floor=final_lr_frac))
     model.train()
     tail: list[float] = []
     report_every, start = max(1, steps // 10), time.monotonic()

@@ -46,6 +46,7 @@ def make_base_policy(
             lr=cfg.base_sft.lr,
             batch_size=cfg.base_sft.batch_size,
             seed=seed,
+            final_lr_frac=cfg.base_sft.final_lr_frac,
         )
         return model
 

@@ -57,6 +57,16 @@ class Sampler:
         if token_id not in self.banned_ids:
             self.banned_ids.append(token_id)
 
+    def greedy(self) -> Sampler:
+        """A sampler like this one that decodes greedily (temperature 0), with its own RNG."""
+        copy = Sampler(
+            self.tokenizer, self.max_new_tokens, temperature=0.0, top_p=self.top_p,
+            micro_batch_size=self.micro_batch_size, self_reward_id=self.self_reward_id,
+            seed=self.base_seed, stop_ids=self.stop_ids,
+        )  # fmt: skip
+        copy.banned_ids = self.banned_ids  # shared: a token banned later is banned in both
+        return copy
+
     def use_rank(self, rank: int) -> None:
         """Give data-parallel rank `rank` its own sampling stream (rank 0 keeps `seed` and its state)."""
         seed = self.base_seed + RANK_SEED_STRIDE * rank
