@@ -1,6 +1,11 @@
 """Pure-math core of LaSeR: advantages, losses, self-reward score and metrics (torch only)."""
 
-from laser.algo.advantages import group_advantages, self_reward_advantages, self_reward_as_reward
+from laser.algo.advantages import (
+    group_advantages,
+    self_reward_advantages,
+    self_reward_as_reward,
+    zero_variance_frac,
+)
 from laser.algo.kl import kl_estimate, kl_penalty
 from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
 from laser.algo.objective import laser_objective
@@ -50,4 +55,5 @@ __all__ = [
     "summarize",
     "switch_step",
     "vote",
+    "zero_variance_frac",
 ]

@@ -70,6 +70,22 @@ def self_reward_as_reward(scores: Tensor, finished: Tensor) -> Tensor:
     return torch.where(finished.bool(), clipped, torch.zeros_like(clipped))
 
 
+def zero_variance_frac(rewards: Tensor, group_size: int) -> Tensor:
+    """Share of groups whose rewards are all equal (E1): their GRPO advantages are 0, so they give
+    the policy gradient no signal.
+
+    Args:
+        rewards: (N,) rewards, N = B * group_size, one prompt's responses per consecutive block.
+        group_size: Responses per prompt, at least 2.
+
+    Returns:
+        Scalar float tensor in [0, 1].
+    """
+    _check_groups(rewards.shape[0], group_size)
+    grouped = rewards.detach().float().view(-1, group_size)  # (B, K)
+    return (grouped.amax(-1) == grouped.amin(-1)).float().mean()
+
+
 def self_reward_advantages(
     scores: Tensor,
     verifier_adv: Tensor,

@@ -16,6 +16,7 @@ from laser.algo import (
     self_reward_phase,
     self_reward_score,
     switch_step,
+    zero_variance_frac,
 )
 from laser.configs import AlgoConfig, OptimConfig
 from laser.data.collate import PromptBatch
@@ -96,6 +97,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         ref = self.reference_pass(rollout)
         scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
         adv, stats = step_advantages(rewards, scores, rollout.finished, self.algo, mixing, self_only)
+        stats["reward/zero_std_frac"] = zero_variance_frac(rewards, self.algo.group_size)  # no signal
         stats = self.mean_over_ranks(stats)  # every rank has as many groups
         alpha = self.sr.alpha if mse_on and not self_only else 0.0  # its target is the verifier's
         stats |= self.update(rollout, rewards, adv, ref, alpha=alpha)

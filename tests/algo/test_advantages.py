@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from laser.algo.advantages import group_advantages, self_reward_advantages, self_reward_as_reward
+from laser.algo.advantages import (
+    group_advantages,
+    self_reward_advantages,
+    self_reward_as_reward,
+    zero_variance_frac,
+)
 
 
 def test_group_advantages_hand_values():
@@ -125,3 +130,12 @@ def test_self_reward_as_the_reward_gives_the_grpo_advantage_of_the_clipped_score
     finished = torch.tensor([True, True, True, False])
     adv = group_advantages(self_reward_as_reward(scores, finished), 4, scale="none")
     torch.testing.assert_close(adv, torch.tensor([0.65, 0.05, -0.35, -0.35]))
+
+
+def test_zero_variance_frac_counts_groups_with_one_reward_value():
+    rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])  # groups of 2: 3 of 4 uniform
+    assert zero_variance_frac(rewards, 2).item() == pytest.approx(0.75)
+    assert zero_variance_frac(rewards, 4).item() == 0.0
+    assert zero_variance_frac(torch.ones(6), 3).item() == 1.0
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        zero_variance_frac(rewards, 3)
