@@ -41,7 +41,7 @@ def warmup_cosine(step: int, total: int, warmup_frac: float = 0.05, floor: float
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _sft_batch(tokenizer, prompts: list[str], solutions: list[str]) -> Rollout:
+def sft_batch(tokenizer, prompts: list[str], solutions: list[str]) -> Rollout:
     """Prompts (left-padded, with BOS) and solutions + EOS (right-padded) as a Rollout."""
     encode = PromptCollator(tokenizer).encode  # the same prompt encoding as generation
     p_ids, p_mask = pad_batch([encode(p) for p in prompts], tokenizer.pad_token_id, left=True)
@@ -78,7 +78,7 @@ def supervised_warmup(
     report_every, start = max(1, steps // 10), time.monotonic()
     for step in range(steps):
         idx = torch.randint(len(prompts), (batch_size,), generator=gen).tolist()
-        batch = _sft_batch(tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
+        batch = sft_batch(tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
         logp = sequence_logprobs(model, batch, self_reward_id=None).logp
         loss = -(logp.sum() / batch.response_mask.sum())
         opt.zero_grad()
