@@ -231,7 +231,7 @@ class BaseSFTConfig:
     """Optimiser steps; 0 uses the model as loaded."""
     lr: float = 3e-3
     """Peak learning rate (linear warm-up over 5% of the steps, then cosine decay)."""
-    final_lr_frac: float = 0.05
+    final_lr_frac: float = 1.0
     """Learning rate at the last step, as a fraction of `lr` (1: constant after the warm-up). A
     warm-up annealed to a tiny learning rate ends where the loss is sharp along its gradients,
     and RL steps at a larger learning rate then overshoot."""
