@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
+from laser.assembly import make_sampler
 from laser.configs import ArithmeticTaskConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
 from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
@@ -24,7 +25,6 @@ from laser.eval.samples import sample_scored
 from laser.models.loading import check_model_source, load_tokenizer, stop_token_ids
 from laser.rewards.arithmetic import ArithmeticVerifier
 from laser.rewards.verifier import Verifier
-from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 from laser.utils.loggers import make_wandb_logger
 
@@ -114,11 +114,9 @@ def evaluate(cfg: DictConfig) -> dict:
     policy = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if torch.cuda.is_available():
         policy = policy.cuda()
-    ro = cfg.rollout
-    sampler = Sampler(
-        tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed,
-        stop_ids=stop_token_ids(tokenizer, model=policy),  # a training export lists its stop ids there
-    )  # fmt: skip
+    ro = OmegaConf.to_object(cfg.rollout)
+    stop_ids = stop_token_ids(tokenizer, model=policy)  # a training export lists its stop ids there
+    sampler = make_sampler(ro, tokenizer, token_id, cfg.seed, ro.eval_temperature, stop_ids)
     verifier = make_eval_verifier(cfg)
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from laser.catalog import INSTRUCTION
 from laser.configs import DataConfig, FilesConfig, validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.benchmarks import load_benchmark
-from laser.data.catalog import INSTRUCTION
 from laser.data.sources import build_datasets, dataset_key
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.run import train

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from laser.assembly import export_policy, gather_sharded_weights
 from laser.configs import validate
-from laser.run import export_policy, gather_sharded_weights, train
+from laser.run import train
 
 from helpers import compose_train
 

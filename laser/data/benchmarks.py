@@ -27,7 +27,7 @@ from pathlib import Path
 
 from datasets import Dataset, load_dataset
 
-from laser.data.catalog import (  # re-exported: the loaders' public names
+from laser.catalog import (  # re-exported: the loaders' public names
     BENCHMARKS,
     FILE_FORMATS,
     INSTRUCTION,

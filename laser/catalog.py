@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ROOT_ENV = "LASER_BENCHMARK_ROOT"
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
