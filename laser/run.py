@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from laser.assembly import build_module, export_policy, gather_sharded_weights, load_inputs, make_trainer
 from laser.configs import register_schemas, validate
-from laser.eval.final import final_voting_eval, print_summary
+from laser.eval.final import check_final_eval, final_voting_eval, print_summary
 from laser.utils.loggers import fill_wandb_identity, log_run_config
 from laser.utils.multirun import other_ranks_run_this_job
 from laser.utils.provenance import write_run_info
@@ -25,6 +25,7 @@ register_schemas()
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Validate the config, build everything, fit, export; returns (final metrics, objects)."""
     run = validate(cfg)
+    check_final_eval(cfg)
     configure_threads(cfg.get("num_threads"))
     L.seed_everything(cfg.seed, workers=True)
     tokenizer, token_id, data = load_inputs(run)

@@ -95,3 +95,10 @@ def test_constant_c_ref_too_high_for_beta_v_fails_before_training(tmp_path: Path
     with pytest.raises(ValueError, match="beta_v"):
         train(cfg)
     assert _nothing_built(tmp_path)
+
+
+@pytest.mark.parametrize("override", ["final_eval.samples=0", "final_eval.problems=-1"])
+def test_bad_final_eval_fails_before_training(tmp_path: Path, override: str) -> None:
+    with pytest.raises(ValueError, match=override.replace(".", r"\.") + " is invalid"):
+        train(compose_train(tmp_path, [override]))
+    assert _nothing_built(tmp_path)

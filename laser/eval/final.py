@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -16,6 +17,15 @@ from laser.lit.module import LaserModule
 RANKING_METRICS = ("auroc", "auroc_within", "auroc_difficulty")
 
 
+def check_final_eval(cfg: DictConfig) -> None:
+    """`final_eval`'s numbers, checked before training (the evaluation runs after it)."""
+    fe = cfg.final_eval
+    if not isinstance(fe.problems, int) or fe.problems < 0:
+        raise ValueError(f"final_eval.problems={fe.problems!r} is invalid: give a whole number >= 0")
+    if not isinstance(fe.samples, int) or fe.samples < 1:
+        raise ValueError(f"final_eval.samples={fe.samples!r} is invalid: give a whole number >= 1")
+
+
 def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Path) -> dict[str, float]:
     """K scored samples on held-out prompts: majority vs self-reward-weighted voting at k = K."""
     records = datamodule.splits["eval"][: cfg.final_eval.problems]
@@ -27,7 +37,9 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
     summary = summarise_scaling(scaling_table(samples, powers_of_two(k), seed=cfg.seed))
     summary.to_csv(out / "voting.csv")
     verify = self_verification(samples, module.sr.threshold)
-    ranking = {f"final/self_verify/{m}": verify[f"self_verify/{m}"] for m in RANKING_METRICS}
+    # a run's metrics are floats: NaN where not applicable
+    values = {m: verify[f"self_verify/{m}"] for m in RANKING_METRICS}
+    ranking = {f"final/self_verify/{m}": math.nan if v is None else v for m, v in values.items()}
     return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index} | ranking
 
 
