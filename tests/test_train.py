@@ -12,9 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from laser.assembly import export_policy, gather_sharded_weights
 from laser.configs import validate
+from laser.models.base_policy import cached_model
 from laser.run import train
 
-from helpers import compose_train
+from helpers import char_tokenizer, compose_train, tiny_model
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -120,3 +121,19 @@ def test_memory_is_logged_with_the_other_training_metrics(tmp_path: Path) -> Non
     memory_steps = [int(r["step"]) for r in rows if r.get("train/memory/peak_rss_gib")]
     reward_steps = [int(r["step"]) for r in rows if r.get("train/reward/mean")]
     assert memory_steps == reward_steps == [1, 3]  # every 2 steps, on Lightning's step index
+
+
+def test_warm_up_made_by_another_process_meanwhile_is_kept(tmp_path: Path) -> None:
+    """Two processes make the same warm-up at once: the one that saves second keeps the first's."""
+    tok = char_tokenizer()
+    theirs = tiny_model(tok, seed=1)
+
+    def make_while_another_process_saves():
+        theirs.save_pretrained(tmp_path / "key")  # the other process finished first
+        return tiny_model(tok, seed=2)
+
+    model = cached_model(tmp_path, "key", make_while_another_process_saves)
+    ids = torch.tensor([tok.encode("1+2=")])
+    loaded = cached_model(tmp_path, "key", lambda: pytest.fail("the cache was not used"))
+    torch.testing.assert_close(loaded(ids).logits, theirs(ids).logits)
+    assert model is not None and sorted(p.name for p in tmp_path.iterdir()) == ["key"]  # no leftovers
