@@ -8,6 +8,7 @@ objects here, as training does.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from laser.configs import RolloutConfig, RunConfig
 from laser.data.datamodule import PromptDataModule
 from laser.data.sources import build_datasets, dataset_key
 from laser.lit.callbacks import SameConfigOnEveryRank
+from laser.lit.checkpoint import KEY as CHECKPOINT_KEY
+from laser.lit.checkpoint import ResumeState, config_differences, read_checkpoint
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy, make_reference
 from laser.models.loading import load_tokenizer, stop_token_ids
@@ -29,6 +32,7 @@ from laser.rewards import make_verifier
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 
+log = logging.getLogger(__name__)
 # one optimiser step per batch: checkpoints hold the state after it, which is what resuming needs
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
@@ -64,13 +68,38 @@ def training_config_text(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml({key: cfg.get(key) for key in RANK_INVARIANT_KEYS}, resolve=True)
 
 
+def training_config(cfg: DictConfig) -> dict:
+    """The resolved config groups that shape training, as plain values (what a resume must match)."""
+    return OmegaConf.to_container(OmegaConf.create(training_config_text(cfg)))
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Before anything is built: the checkpoint of `ckpt_path` reads, and was written under this
+    run's training config (else an error listing the keys that differ)."""
+    path = cfg.get("ckpt_path")
+    if not path:
+        return
+    saved = read_checkpoint(path).get(CHECKPOINT_KEY, {}).get("training_config")
+    if saved is None:
+        log.warning("ckpt_path=%s holds no training config (an older checkpoint): not compared", path)
+        return
+    differences = config_differences(saved, training_config(cfg))
+    if differences:
+        raise ValueError(
+            f"ckpt_path={path} was written under another training config; these keys differ "
+            f"(checkpoint -> now): {'; '.join(differences)}. Resume with the run's own settings (its "
+            "config.yaml), or start a new run without ckpt_path"
+        )
+
+
 def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     """The configured Trainer with its callbacks and loggers; `overrides` replace Trainer arguments
     (callbacks or loggers given there are used instead of the configured ones, which are then not
     built at all)."""
     if "callbacks" not in overrides:
         configured = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
-        overrides["callbacks"] = [*configured, SameConfigOnEveryRank(training_config_text(cfg))]
+        checks = [SameConfigOnEveryRank(training_config_text(cfg)), ResumeState(training_config(cfg))]
+        overrides["callbacks"] = [*configured, *checks]
     if "logger" not in overrides:
         loggers = [lg for lg in (instantiate(c) for c in cfg.get("logger", {}).values()) if lg]
         overrides["logger"] = loggers or False

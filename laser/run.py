@@ -10,7 +10,14 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from laser.assembly import build_module, export_policy, gather_sharded_weights, load_inputs, make_trainer
+from laser.assembly import (
+    build_module,
+    check_resume,
+    export_policy,
+    gather_sharded_weights,
+    load_inputs,
+    make_trainer,
+)
 from laser.configs import register_schemas, validate
 from laser.eval.final import check_final_eval, final_voting_eval, print_summary
 from laser.utils.loggers import fill_wandb_identity, log_run_config
@@ -26,6 +33,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Validate the config, build everything, fit, export; returns (final metrics, objects)."""
     run = validate(cfg)
     check_final_eval(cfg)
+    check_resume(cfg)
     configure_threads(cfg.get("num_threads"))
     L.seed_everything(cfg.seed, workers=True)
     tokenizer, token_id, data = load_inputs(run)

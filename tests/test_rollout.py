@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from laser.data.collate import PromptBatch
 from laser.rollout.generate import generate, position_ids_from_mask, sample_next
 from laser.rollout.logprobs import sequence_logprobs
+from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 from laser.rollout.types import Rollout
 
@@ -480,3 +482,17 @@ def test_score_step_feeds_only_the_rows_that_ended_last(monkeypatch):
     whole = run()
     assert fed[-1] == len(PROMPTS) and torch.equal(whole.response_ids, r.response_ids)
     torch.testing.assert_close(whole.z_logp, r.z_logp, atol=1e-5, rtol=0)
+
+
+def test_a_sampler_continues_from_a_saved_rng_state():
+    tok = char_tokenizer()
+    model = tiny_model(tok)
+    ids, mask = encode_prompts(tok, ["1+2=", "30-4="])
+    batch = PromptBatch(prompt_ids=ids, prompt_mask=mask, prompts=["1+2=", "30-4="], answers=["3", "26"])
+    sampler = Sampler(tok, max_new_tokens=6, seed=3)
+    sampler.sample(model, batch, group_size=2)
+    state = sampler.rng_state()
+    expected = sampler.sample(model, batch, group_size=2).response_ids
+    fresh = Sampler(tok, max_new_tokens=6, seed=3)
+    fresh.load_rng_state(state)
+    torch.testing.assert_close(fresh.sample(model, batch, group_size=2).response_ids, expected)

@@ -25,11 +25,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep_hooks import announce, wait_for
+from sync_hooks import announce, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCHPATH = f"hydra.searchpath=[file://{ROOT}]"
-HOOKS_PATH = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))  # sweep_hooks
+HOOKS_PATH = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))  # sync_hooks
 SERVER_HINT = "install the server: apt-get install postgresql (Debian/Ubuntu), or `make postgres` as root"
 WORKERS = 2
 TRIALS_PER_WORKER = 2
@@ -193,7 +193,7 @@ import sys
 from pathlib import Path
 import optuna
 from hydra_plugins.laser_optuna_sweeper.sweeper import open_storage
-from sweep_hooks import announce, wait_for
+from sync_hooks import announce, wait_for
 url, barrier, me, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 announce(barrier / f"ready{me}")
 for other in range(n):
@@ -256,7 +256,7 @@ def test_batch_interleaved_with_another_process_keeps_trial_numbers_as_directory
     url = postgres.create_database("interleaved")
     handshake = tmp_path / "handshake"
     handshake.mkdir()
-    hook = ["hydra.sweeper.sampler._target_=sweep_hooks.HandshakeSampler"]
+    hook = ["hydra.sweeper.sampler._target_=sync_hooks.HandshakeSampler"]
     hook += [f"++hydra.sweeper.sampler.handshake_dir={handshake}"]
     sweep_dir = tmp_path / "worker"
     worker = start_worker(sweep_dir, url, seed=0, n_jobs=2, extra=hook)

@@ -1,5 +1,6 @@
-"""Hooks that sweep subprocesses of the tests load (`tests/` on their PYTHONPATH) to stop at a
-known point and hand over to the test: explicit synchronisation through files, no timing.
+"""Hooks that the tests' subprocesses (sweeps, training runs) load, with `tests/` on their
+PYTHONPATH, to stop at a known point and hand over to the test: explicit synchronisation through
+files, no timing.
 
 Each side announces an event by creating a file (atomically: written elsewhere, then renamed) and
 waits for the other side's file with `wait_for`, which fails with a clear message when its deadline
@@ -70,3 +71,16 @@ class BlockTraining(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         announce(self.started)
         wait_for(Path(self.started).with_name("never"), timeout_s=3600)
+
+
+class PauseAtStep(Callback):
+    """Announces `announce` when training reaches `step` (the steps before it done, with their
+    checkpoints and validations), then blocks until the process is killed."""
+
+    def __init__(self, step: int, announce: str) -> None:
+        self.step, self.file = step, announce
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            announce(self.file, str(trainer.global_step))
+            wait_for(Path(self.file).with_name("never"), timeout_s=3600)
