@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -277,3 +278,51 @@ def test_batch_interleaved_with_another_process_keeps_trial_numbers_as_directory
     run_dirs = [Path(t.user_attrs["output_dir"]) for t in complete]
     assert run_dirs == [sweep_dir / str(first), sweep_dir / str(first + 2)]
     assert all((d / "metrics.csv").is_file() for d in run_dirs)
+
+
+HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+
+
+def wait_until_stale(url: str, number: int, timeout_s: float = 120) -> None:
+    """Until trial `number` of study `shared` has had no heartbeat for the grace period (2 s)."""
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    study_id = storage.get_study_id_from_name("shared")
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    deadline = time.monotonic() + timeout_s
+    while trial_id not in storage._get_stale_trial_ids(study_id):
+        assert time.monotonic() < deadline, f"trial {number} still counts as alive after {timeout_s} s"
+        time.sleep(0.2)  # polling for the condition; its timing decides nothing
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_of_a_killed_worker_is_failed_once_and_retried_by_another(postgres, tmp_path):
+    """Worker A is killed with SIGKILL in the middle of its trial (its training blocks until then).
+    Once that trial's heartbeats are older than the grace period, worker B marks it FAIL, runs it
+    again with the same params, and then its own trials: the study completes A's and B's budgets."""
+    url = postgres.create_database("dead_worker")
+    started = tmp_path / "started"
+    block = ["+callbacks.block._target_=sync_hooks.BlockTraining", f"+callbacks.block.started={started}"]
+    a = start_worker(tmp_path / "a", url, seed=0, n_jobs=1, n_trials=1, extra=[*HEARTBEAT, *block])
+    try:
+        wait_for(started, alive=lambda: a.poll() is None)  # trial 0 is training, its heartbeats running
+    finally:
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+    study = optuna.load_study(study_name="shared", storage=url)
+    (dead,) = study.get_trials()
+    assert dead.state == TrialState.RUNNING  # what a killed process leaves
+    wait_until_stale(url, dead.number)
+    b = start_worker(tmp_path / "b", url, seed=1, n_jobs=1, n_trials=2, extra=HEARTBEAT)
+    wait_all([b], [tmp_path / "b.log"])
+
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    retry = trials[1]
+    assert retry.system_attrs["failed_trial"] == dead.number and retry.params == dead.params
+    assert all("failed_trial" not in t.system_attrs for t in trials[2:])  # B's own, new trials
+    run_dirs = [Path(t.user_attrs["output_dir"]) for t in trials[1:]]
+    assert run_dirs == [tmp_path / "b" / str(n) for n in (1, 2, 3)]
+    log = (tmp_path / "b.log").read_text()
+    assert f"Trials [{dead.number}] stopped sending heartbeats" in log
+    assert f"Trial 1 retries trial {dead.number}" in log
