@@ -68,8 +68,9 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 def _per_rank(module: LightningModule, state: torch.Tensor | None) -> list[torch.Tensor | None]:
     """`state` of every data-parallel rank (every rank must call this), in rank order."""
     trainer = module._trainer
-    if trainer is None or trainer.world_size == 1 or state is None:
-        return [state]
+    world = 1 if trainer is None else trainer.world_size
+    if world == 1 or state is None:  # None alike on every rank (no accelerator generator yet)
+        return [state] * world
     gathered = module.all_gather(state.to(module.device))  # (world, L)
     return [row.cpu() for row in gathered]
 
