@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from laser.data.catalog import (
+from laser.catalog import (
     BENCHMARKS,
     USER_TEMPLATE,
     check_data_file,

@@ -17,6 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
+from laser.assembly import make_sampler
+from laser.catalog import BENCHMARKS, check_data_file
 from laser.configs import ArithmeticTaskConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
 from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
@@ -24,7 +26,6 @@ from laser.eval.samples import sample_scored
 from laser.models.loading import check_model_source, load_tokenizer, stop_token_ids
 from laser.rewards.arithmetic import ArithmeticVerifier
 from laser.rewards.verifier import Verifier
-from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 from laser.utils.loggers import make_wandb_logger
 
@@ -63,6 +64,19 @@ def self_reward_settings(cfg: DictConfig, model_dir: str) -> dict:
     return settings
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """The evaluation's own settings, checked before any model loads or sample is drawn."""
+    for key in ("num_samples", "num_resamples", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"{key}={cfg[key]!r} is invalid: give a whole number >= 1")
+    limit = cfg.max_problems
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"max_problems={limit!r} is invalid: give a whole number >= 1, or null for all")
+    name = str(cfg.benchmark)
+    if name != "arithmetic" and name.lower() not in BENCHMARKS and Path(name).suffix:
+        check_data_file(name, "benchmark")  # exists, has a supported format and holds rows
+
+
 def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]:
     """Prompt/answer records of the chosen benchmark (at most `max_problems`)."""
     if cfg.benchmark == "arithmetic":
@@ -74,7 +88,17 @@ def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]
         from laser.data.benchmarks import load_benchmark
 
         fields = {k: cfg[k] for k in ("problem_field", "answer_field") if cfg[k]}
-        records = load_benchmark(cfg.benchmark, tokenizer, root=cfg.benchmark_root, **fields).to_list()
+        try:
+            records = load_benchmark(cfg.benchmark, tokenizer, root=cfg.benchmark_root, **fields).to_list()
+        except ValueError as err:
+            raise ValueError(f"benchmark={cfg.benchmark!r}: {err}") from None
+    if not records:
+        raise ValueError(f"benchmark={cfg.benchmark!r} holds no problems; give one with at least one")
+    if cfg.max_problems is not None and cfg.max_problems > len(records):
+        log.warning(
+            "max_problems=%d exceeds the %d problems of benchmark=%s: evaluating all %d",
+            cfg.max_problems, len(records), cfg.benchmark, len(records),
+        )  # fmt: skip
     return records[: cfg.max_problems] if cfg.max_problems else records
 
 
@@ -98,7 +122,7 @@ def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path
     if logger is None:
         return
     metrics = {f"eval/{m}@{k}": float(v) for m, row in summary.iterrows() for k, v in row.items()}
-    metrics |= {f"eval/{k}": v for k, v in verify.items()}
+    metrics |= {f"eval/{k}": v for k, v in verify.items() if v is not None}  # None: not applicable
     logger.log_metrics(metrics)
     table = summary.reset_index()
     table.columns = [str(c) for c in table.columns]  # W&B tables need str column names, not k
@@ -108,6 +132,7 @@ def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path
 
 def evaluate(cfg: DictConfig) -> dict:
     """Sample, verify, score and tabulate; returns the summary numbers."""
+    check_settings(cfg)
     model_dir, run_dir = resolve_policy(str(cfg.ckpt_path))
     settings = self_reward_settings(cfg, model_dir)
     tokenizer = load_tokenizer(model_dir)
@@ -120,11 +145,9 @@ def evaluate(cfg: DictConfig) -> dict:
     policy = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if torch.cuda.is_available():
         policy = policy.cuda()
-    ro = cfg.rollout
-    sampler = Sampler(
-        tokenizer, ro.max_new_tokens, ro.eval_temperature, ro.top_p, ro.micro_batch_size, token_id, cfg.seed,
-        stop_ids=stop_token_ids(tokenizer, model=policy),  # a training export lists its stop ids there
-    )  # fmt: skip
+    ro = OmegaConf.to_object(cfg.rollout)
+    stop_ids = stop_token_ids(tokenizer, model=policy)  # a training export lists its stop ids there
+    sampler = make_sampler(ro, tokenizer, token_id, cfg.seed, ro.eval_temperature, stop_ids)
     if incorrect_id is not None:  # the SFT loss's second verdict token is never sampled, as in training
         sampler.ban(incorrect_id)
     verifier = make_eval_verifier(cfg)
@@ -139,10 +162,24 @@ def evaluate(cfg: DictConfig) -> dict:
     write_outputs(out, table, summary, verify, samples)
     print(f"{len(records)} problems x {cfg.num_samples} samples from {model_dir}")
     print(summary.to_string(float_format=lambda x: f"{x:.4f}"))
-    print(" ".join(f"{k.split('/')[-1]}={v:.4f}" for k, v in verify.items()))
+    print(" ".join(f"{k.split('/')[-1]}={'n/a' if v is None else f'{v:.4f}'}" for k, v in verify.items()))
+    if any(v is None for v in verify.values()):
+        print(f"n/a: not applicable to these samples ({not_applicable_reason(cfg, samples)})")
     print(f"results in {out}")
     log_to_wandb(cfg, summary, verify, out)
     return {"summary": summary, "self_verify": verify}
+
+
+def not_applicable_reason(cfg: DictConfig, samples) -> str:
+    """Why some self-verification metrics are undefined (see `self_verification`)."""
+    reasons = []
+    if cfg.num_samples < 2:
+        reasons.append(f"num_samples={cfg.num_samples}: the within-problem and difficulty AUROCs need >= 2")
+    done = samples.finished
+    for label, mask in (("correct", done & samples.correct), ("incorrect", done & ~samples.correct)):
+        if not mask.any():
+            reasons.append(f"no finished {label} response: metrics needing that class are undefined")
+    return "; ".join(reasons) or "no problem has both a correct and an incorrect finished response"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -139,3 +139,10 @@ def test_switch_as_a_fraction_needs_the_run_length(tmp_path: Path) -> None:
     assert validate(compose_train(tmp_path, [f"{key}=300"])).algo.reward_source.self_after_step == 300
     with pytest.raises(ValueError, match=r"trainer\.max_steps >= 1"):
         validate(compose_train(tmp_path, [f"{key}=0.5", "trainer.max_steps=-1"]))
+
+
+@pytest.mark.parametrize("override", ["final_eval.samples=0", "final_eval.problems=-1"])
+def test_bad_final_eval_fails_before_training(tmp_path: Path, override: str) -> None:
+    with pytest.raises(ValueError, match=override.replace(".", r"\.") + " is invalid"):
+        train(compose_train(tmp_path, [override]))
+    assert _nothing_built(tmp_path)

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from laser.data.arithmetic import arithmetic_dataset, make_problem
 from laser.data.collate import PromptCollator, pad_batch
+from laser.data.datamodule import EpochOrder
 from laser.models.char_tokenizer import build_char_tokenizer, reserved_token
 from laser.models.loading import check_model_source, load_tokenizer
 from laser.rewards.verifier import extract_answer
@@ -209,3 +211,19 @@ def test_load_tokenizer_from_a_folder_falls_back_to_eos_for_padding(tmp_path):
 def test_load_tokenizer_checks_the_source_first():
     with pytest.raises(FileNotFoundError, match=r"model\.name_or_path"):
         load_tokenizer("/nonexistent/tokenizer")
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "seed"), [(64, 2, 0), (10, 3, 5), (7, 7, 1)])
+def test_epoch_order_is_the_shuffling_loaders_order_epoch_after_epoch(rows, batch_size, seed):
+    data = list(range(rows))
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)
+    ordered = DataLoader(data, batch_size=batch_size, drop_last=True, sampler=EpochOrder(rows, seed))
+    expected = [[b.tolist() for b in shuffled] for _ in range(3)]
+    assert [[b.tolist() for b in ordered] for _ in range(3)] == expected
+    # resumed within epoch 1 after 1 batch: the rest of that epoch, then epoch 2 as before
+    order = EpochOrder(rows, seed)
+    order.set_epoch(1)
+    order.resume_at(1, batch_size)
+    resumed = DataLoader(data, batch_size=batch_size, drop_last=True, sampler=order)
+    assert [[b.tolist() for b in resumed] for _ in range(2)] == [expected[1][1:], expected[2]]

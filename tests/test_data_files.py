@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from laser.catalog import INSTRUCTION
 from laser.configs import DataConfig, FilesConfig, validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.benchmarks import load_benchmark
-from laser.data.catalog import INSTRUCTION
 from laser.data.sources import build_datasets, dataset_key
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.run import train
@@ -173,7 +173,17 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], type, str]]:
     (tmp / "folder").mkdir()
     (tmp / "rows.csv").write_text("problem,answer\n1+1,2\n")
     train = tmp / "train.jsonl"
+    (tmp / "empty.jsonl").write_text("\n")
+    pq.write_table(pa.table({"problem": pa.array([], pa.string()), "answer": pa.array([], pa.string())}),
+                   tmp / "empty.parquet")  # fmt: skip
     return [
+        (math_overrides(tmp / "empty.jsonl"), ValueError, r"data\.files\.train=.*empty\.jsonl' is empty"),
+        (math_overrides(tmp / "empty.parquet"), ValueError, r"data\.files\.train=.*empty\.parquet' is empty"),
+        (
+            math_overrides(train, f"data.files.eval={tmp}/empty.jsonl"),
+            ValueError,
+            r"data\.files\.eval=.* is empty",
+        ),
         (math_overrides(tmp / "missing.jsonl"), FileNotFoundError, r"data\.files\.train=.*does not exist"),
         (math_overrides(tmp / "folder"), ValueError, r"data\.files\.train=.* is a folder"),
         (math_overrides(tmp / "rows.csv"), ValueError, r"data\.files\.train=.*unsupported extension '\.csv'"),
@@ -223,3 +233,11 @@ def test_a_null_answer_in_a_later_row_fails_at_loading(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "train.jsonl", rows)
     with pytest.raises(ValueError, match="row 1 has no answer"):
         build_datasets(files_data(train=str(path), eval=1), char_tokenizer())
+
+
+def test_an_empty_file_fails_at_loading_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    (tmp_path / "none.json").write_text("[]")
+    for name in ("blank.jsonl", "none.json"):
+        with pytest.raises(ValueError, match=f"data file .*{name} (is empty|holds no rows)"):
+            load_benchmark(tmp_path / name, char_tokenizer())

@@ -21,9 +21,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from laser.assembly import check_self_reward
 from laser.configs import register_schemas, validate
 from laser.models.char_tokenizer import build_char_tokenizer
-from laser.run import check_self_reward
 from laser.utils.threads import choose_num_threads, joblib_parallel_jobs
 
 from helpers import compose_train

@@ -15,13 +15,14 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerFast, Qwen2Config
 
+from laser.assembly import check_self_reward
+from laser.catalog import INSTRUCTION
 from laser.configs import validate
-from laser.data.catalog import INSTRUCTION
 from laser.evaluate import evaluate
 from laser.models.loading import load_pretrained, load_tokenizer, stop_token_ids
 from laser.rollout.generate import generate
 from laser.rollout.logprobs import sequence_logprobs
-from laser.run import check_self_reward, train
+from laser.run import train
 from laser.utils.compose import compose_config
 
 from helpers import add_logit_bias, compose_train

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from laser.data.collate import PromptCollator
+from laser.data.collate import PromptBatch, PromptCollator
 from laser.rollout.generate import generate, position_ids_from_mask, sample_next
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
@@ -532,3 +532,34 @@ def test_greedy_sampler_decodes_the_argmax_and_keeps_the_samplers_bans():
                  banned_ids=[banned])  # fmt: skip
     torch.testing.assert_close(first.response_ids, argmax.response_ids)
     assert greedy.temperature == 0.0 and sampler.temperature == 1.0
+
+
+def test_a_sampler_continues_from_a_saved_rng_state():
+    tok = char_tokenizer()
+    model = tiny_model(tok)
+    ids, mask = encode_prompts(tok, ["1+2=", "30-4="])
+    batch = PromptBatch(prompt_ids=ids, prompt_mask=mask, prompts=["1+2=", "30-4="], answers=["3", "26"])
+    sampler = Sampler(tok, max_new_tokens=6, seed=3)
+    sampler.sample(model, batch, group_size=2)
+    state = sampler.rng_state()
+    expected = sampler.sample(model, batch, group_size=2).response_ids
+    fresh = Sampler(tok, max_new_tokens=6, seed=3)
+    fresh.load_rng_state(state)
+    torch.testing.assert_close(fresh.sample(model, batch, group_size=2).response_ids, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_sampler_on_cuda_continues_from_a_saved_rng_state():
+    tok = char_tokenizer()
+    model = tiny_model(tok).cuda()
+    ids, mask = encode_prompts(tok, ["1+2=", "30-4="])
+    batch = PromptBatch(prompt_ids=ids, prompt_mask=mask, prompts=["1+2=", "30-4="], answers=["3", "26"])
+    sampler = Sampler(tok, max_new_tokens=6, seed=3)
+    sampler.sample(model, batch, group_size=2)
+    state = sampler.rng_state()
+    assert state["device"] is not None  # the accelerator generator's state is saved too
+    expected = sampler.sample(model, batch, group_size=2).response_ids
+    fresh = Sampler(tok, max_new_tokens=6, seed=3)
+    fresh.load_rng_state(state)
+    torch.testing.assert_close(fresh.sample(model, batch, group_size=2).response_ids, expected)

@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +26,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sync_hooks import announce, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 SEARCHPATH = f"hydra.searchpath=[file://{ROOT}]"
+HOOKS_PATH = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))  # sync_hooks
 SERVER_HINT = "install the server: apt-get install postgresql (Debian/Ubuntu), or `make postgres` as root"
 WORKERS = 2
 TRIALS_PER_WORKER = 2
@@ -79,9 +83,16 @@ class PostgresServer:
     def start(self) -> None:
         args = ["-U", "laser", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]
         self.run("initdb", "-D", str(self.data), *args)
-        # fsync off: a throwaway cluster need not survive a crash
-        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -F"
-        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        for attempt in range(3):  # another process may take the free port before the server binds it
+            # fsync off: a throwaway cluster need not survive a crash
+            options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -F"
+            try:
+                self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+                return
+            except RuntimeError:
+                if attempt == 2 or (self.data / "postmaster.pid").exists():
+                    raise
+                self.port = free_port()
 
     def create_database(self, name: str) -> str:
         """A new empty database; returns its SQLAlchemy URL."""
@@ -134,15 +145,22 @@ def postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def start_worker(sweep_dir: Path, storage: str, seed: int, n_jobs: int) -> subprocess.Popen:
-    """One sweep process adding TRIALS_PER_WORKER trials to the shared study `shared`."""
+def start_worker(
+    sweep_dir: Path,
+    storage: str,
+    seed: int,
+    n_jobs: int,
+    extra: list[str] = (),
+    n_trials: int = TRIALS_PER_WORKER,
+) -> subprocess.Popen:
+    """One sweep process adding `n_trials` trials to the shared study `shared`; `extra`: more overrides."""
     cmd = [sys.executable, "-m", "laser.run", SEARCHPATH, "+sweeps=optuna_lr_alpha_beta", "debug=fast"]
     cmd += ["logger=csv", "num_threads=1", f"optimized_metric={METRIC}", "hydra.sweeper.direction=minimize"]
     # the URL through the environment, as sweeps/README.md advises (no password in saved overrides)
     cmd += ["hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}", "hydra.sweeper.study_name=shared"]
-    cmd += [f"hydra.sweeper.seed={seed}", f"hydra.sweeper.n_trials={TRIALS_PER_WORKER}"]
-    cmd += [f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep_dir}", "-m"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "OPTUNA_STORAGE": storage}
+    cmd += [f"hydra.sweeper.seed={seed}", f"hydra.sweeper.n_trials={n_trials}"]
+    cmd += [f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep_dir}", *extra, "-m"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OPTUNA_STORAGE": storage, "PYTHONPATH": HOOKS_PATH}
     sweep_dir.mkdir(parents=True)
     with (sweep_dir.parent / f"{sweep_dir.name}.log").open("w") as log:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -169,30 +187,40 @@ def last_logged(metrics_csv: Path, name: str) -> float:
     return float(values[-1])
 
 
-# each process waits for the same instant, then opens the storage and creates (or loads) the study
-OPEN_STUDY_AT = """
-import sys, time
+# each process announces itself and waits for the others (a barrier), then opens the storage and
+# creates (or loads) the study
+OPEN_STUDY_TOGETHER = """
+import sys
+from pathlib import Path
 import optuna
 from hydra_plugins.laser_optuna_sweeper.sweeper import open_storage
-url, start = sys.argv[1], float(sys.argv[2])
-time.sleep(max(0.0, start - time.time() - 0.1))
-while time.time() < start:  # spinning wakes them closer together than sleep does
-    pass
+from sync_hooks import announce, wait_for
+url, barrier, me, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+announce(barrier / f"ready{me}")
+for other in range(n):
+    wait_for(barrier / f"ready{other}")
 optuna.create_study(storage=open_storage(url), study_name="race", load_if_exists=True)
 """
 
 
 @pytest.mark.slow
-def test_sweeps_starting_together_on_an_empty_database_all_open_the_study(postgres):
-    """They race to create Optuna's tables; without open_storage's retry some of them fail."""
+def test_sweeps_starting_together_on_an_empty_database_all_open_the_study(postgres, tmp_path):
+    """They race to create Optuna's tables on the real server (whether a process loses the race
+    depends on the scheduler; the retry itself is tested deterministically in test_sweeper.py)."""
     url = postgres.create_database("race")
-    start = str(time.time() + 5)  # after every process has imported optuna
+    n = 4
+    env = {**os.environ, "PYTHONPATH": HOOKS_PATH}
     procs = [
-        subprocess.Popen([sys.executable, "-c", OPEN_STUDY_AT, url, start], cwd=ROOT, stderr=subprocess.PIPE)
-        for _ in range(4)
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_STUDY_TOGETHER, url, str(tmp_path), str(i), str(n)],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(n)
     ]
-    errors = [p.communicate(timeout=120)[1].decode()[-2000:] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    errors = [p.communicate(timeout=300)[1].decode()[-2000:] for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, "\n".join(errors)
     assert optuna.get_all_study_names(url) == ["race"]
 
 
@@ -221,35 +249,80 @@ def test_two_workers_share_one_study_and_record_each_trial_once(postgres, tmp_pa
         assert sum(d.parent == sweep_dir for d in run_dirs) == TRIALS_PER_WORKER
 
 
-ASK_UNTIL_KILLED = """
-import sys, time
-import optuna
-study = optuna.load_study(study_name="shared", storage=sys.argv[1])
-while True:
-    study.ask()
-    time.sleep(0.002)
-"""
+@pytest.mark.slow
+def test_batch_interleaved_with_another_process_keeps_trial_numbers_as_directory_names(postgres, tmp_path):
+    """Another process asks a trial between the two asks of one batch (the worker's sampler stops
+    after the first ask until the test has asked): the batch's trials get non-consecutive numbers,
+    and their run directories are still named by trial number."""
+    url = postgres.create_database("interleaved")
+    handshake = tmp_path / "handshake"
+    handshake.mkdir()
+    hook = ["hydra.sweeper.sampler._target_=sync_hooks.HandshakeSampler"]
+    hook += [f"++hydra.sweeper.sampler.handshake_dir={handshake}"]
+    sweep_dir = tmp_path / "worker"
+    worker = start_worker(sweep_dir, url, seed=0, n_jobs=2, extra=hook)
+    try:
+        first = int(wait_for(handshake / "asked", alive=lambda: worker.poll() is None))
+        study = optuna.load_study(study_name="shared", storage=url)
+        between = study.ask()
+        study.tell(between, state=TrialState.FAIL)
+        announce(handshake / "answered")
+        wait_all([worker], [tmp_path / "worker.log"])
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert between.number == first + 1
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert [t.number for t in complete] == [first, first + 2]
+    run_dirs = [Path(t.user_attrs["output_dir"]) for t in complete]
+    assert run_dirs == [sweep_dir / str(first), sweep_dir / str(first + 2)]
+    assert all((d / "metrics.csv").is_file() for d in run_dirs)
+
+
+HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+
+
+def wait_until_stale(url: str, number: int, timeout_s: float = 120) -> None:
+    """Until trial `number` of study `shared` has had no heartbeat for the grace period (2 s)."""
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    study_id = storage.get_study_id_from_name("shared")
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    deadline = time.monotonic() + timeout_s
+    while trial_id not in storage._get_stale_trial_ids(study_id):
+        assert time.monotonic() < deadline, f"trial {number} still counts as alive after {timeout_s} s"
+        time.sleep(0.2)  # polling for the condition; its timing decides nothing
 
 
 @pytest.mark.slow
-def test_batch_interleaved_with_another_process_keeps_trial_numbers_as_directory_names(postgres, tmp_path):
-    """The trials of one batch get non-consecutive numbers when another process asks in between;
-    their run directories are still named by trial number."""
-    url = postgres.create_database("interleaved")
-    study = optuna.create_study(storage=url, study_name="shared", direction="minimize")
-    asker = subprocess.Popen([sys.executable, "-c", ASK_UNTIL_KILLED, url], cwd=ROOT)
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_of_a_killed_worker_is_failed_once_and_retried_by_another(postgres, tmp_path):
+    """Worker A is killed with SIGKILL in the middle of its trial (its training blocks until then).
+    Once that trial's heartbeats are older than the grace period, worker B marks it FAIL, runs it
+    again with the same params, and then its own trials: the study completes A's and B's budgets."""
+    url = postgres.create_database("dead_worker")
+    started = tmp_path / "started"
+    block = ["+callbacks.block._target_=sync_hooks.BlockTraining", f"+callbacks.block.started={started}"]
+    a = start_worker(tmp_path / "a", url, seed=0, n_jobs=1, n_trials=1, extra=[*HEARTBEAT, *block])
     try:
-        while not study.get_trials(deepcopy=False) and asker.poll() is None:
-            time.sleep(0.1)
-        sweep_dir = tmp_path / "worker"
-        wait_all([start_worker(sweep_dir, url, seed=0, n_jobs=2)], [tmp_path / "worker.log"])
+        wait_for(started, alive=lambda: a.poll() is None)  # trial 0 is training, its heartbeats running
     finally:
-        asker.kill()
-        asker.wait()
-    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    assert len(complete) == TRIALS_PER_WORKER
-    first, second = (t.number for t in complete)
-    assert second > first + 1, "the other process did not ask between the batch's two trials"
-    run_dirs = [Path(t.user_attrs["output_dir"]) for t in complete]
-    assert run_dirs == [sweep_dir / str(first), sweep_dir / str(second)]
-    assert all((d / "metrics.csv").is_file() for d in run_dirs)
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+    study = optuna.load_study(study_name="shared", storage=url)
+    (dead,) = study.get_trials()
+    assert dead.state == TrialState.RUNNING  # what a killed process leaves
+    wait_until_stale(url, dead.number)
+    b = start_worker(tmp_path / "b", url, seed=1, n_jobs=1, n_trials=2, extra=HEARTBEAT)
+    wait_all([b], [tmp_path / "b.log"])
+
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    retry = trials[1]
+    assert retry.system_attrs["failed_trial"] == dead.number and retry.params == dead.params
+    assert all("failed_trial" not in t.system_attrs for t in trials[2:])  # B's own, new trials
+    run_dirs = [Path(t.user_attrs["output_dir"]) for t in trials[1:]]
+    assert run_dirs == [tmp_path / "b" / str(n) for n in (1, 2, 3)]
+    log = (tmp_path / "b.log").read_text()
+    assert f"Trials [{dead.number}] stopped sending heartbeats" in log
+    assert f"Trial 1 retries trial {dead.number}" in log

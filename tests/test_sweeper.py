@@ -187,3 +187,41 @@ def test_multi_objective_sweep_records_one_value_per_metric(tmp_path):
     assert study.metric_names == ["val/accuracy", "val/self_verify/f1"]
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(len(t.values) == 2 for t in study.trials)
+
+
+def test_opening_the_storage_retries_while_another_process_creates_its_tables(monkeypatch, tmp_path):
+    """The losers of the race to create Optuna's tables get these errors until the winner commits."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    import hydra_plugins.laser_optuna_sweeper.sweeper as sweeper
+
+    real = optuna.storages.get_storage
+    errors = [IntegrityError("INSERT", {}, Exception("duplicate key")), ProgrammingError("CREATE", {}, None)]
+    calls = []
+
+    def racing(storage):
+        calls.append(storage)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return real(storage)
+
+    monkeypatch.setattr(sweeper.optuna.storages, "get_storage", racing)
+    monkeypatch.setattr(sweeper.time, "sleep", lambda seconds: None)
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    storage = sweeper.open_storage(url, attempts=3)
+    assert len(calls) == 3 and optuna.create_study(storage=storage, study_name="s").study_name == "s"
+    calls.clear()
+    with pytest.raises(ProgrammingError):  # attempts exhausted: the last error is raised
+        sweeper.open_storage(url, attempts=2)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [((0, None, 3), "heartbeat_interval"), ((10, 10, 3), "grace_period"), ((10, None, -1), "max_retry")],
+)
+def test_bad_heartbeat_settings_name_the_key(settings, key):
+    from hydra_plugins.laser_optuna_sweeper._heartbeat import Heartbeat
+
+    with pytest.raises(ValueError, match=rf"hydra\.sweeper\.{key}="):
+        Heartbeat(*settings)

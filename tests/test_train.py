@@ -10,10 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from laser.assembly import export_policy, gather_sharded_weights
 from laser.configs import validate
-from laser.run import export_policy, gather_sharded_weights, train
+from laser.models.base_policy import cached_model
+from laser.run import train
 
-from helpers import compose_train
+from helpers import char_tokenizer, compose_train, tiny_model
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -145,3 +147,19 @@ def test_sft_run_is_evaluated_with_its_own_score_calibration_and_length_bias(tmp
     assert done and all(0.0 <= s <= 1.0 for s, _ in done)  # the SFT score is pi(z | x, y)
     scores, correct = torch.tensor([s for s, _ in done]), torch.tensor([c for _, c in done])
     assert verify["self_verify/ece"] == pytest.approx(expected_calibration_error(scores, correct, 4).item())
+
+
+def test_warm_up_made_by_another_process_meanwhile_is_kept(tmp_path: Path) -> None:
+    """Two processes make the same warm-up at once: the one that saves second keeps the first's."""
+    tok = char_tokenizer()
+    theirs = tiny_model(tok, seed=1)
+
+    def make_while_another_process_saves():
+        theirs.save_pretrained(tmp_path / "key")  # the other process finished first
+        return tiny_model(tok, seed=2)
+
+    model = cached_model(tmp_path, "key", make_while_another_process_saves)
+    ids = torch.tensor([tok.encode("1+2=")])
+    loaded = cached_model(tmp_path, "key", lambda: pytest.fail("the cache was not used"))
+    torch.testing.assert_close(loaded(ids).logits, theirs(ids).logits)
+    assert model is not None and sorted(p.name for p in tmp_path.iterdir()) == ["key"]  # no leftovers

@@ -35,6 +35,16 @@ class LaserOptunaSweeperConf:
     """Trials this invocation adds to the study."""
     n_jobs: int = 1
     """Trials asked and launched together as one batch through the configured Hydra launcher."""
+    heartbeat_interval: int | None = 60
+    """Seconds between the heartbeats this process records for its running trials (database
+    storage). A trial whose heartbeats stop for `grace_period` (its sweep process was killed) is
+    marked FAIL by the next sweep process that asks for a trial, and queued again with the same
+    params; that process runs it on top of its own `n_trials`. null: off (such trials stay RUNNING)."""
+    grace_period: int | None = None
+    """Seconds without a heartbeat after which a running trial counts as dead (null: twice
+    heartbeat_interval); longer than any pause of a live sweep process."""
+    max_retry: int = 3
+    """How many times a dead trial is queued again, its retries' deaths included (0: never)."""
     params: dict[str, Any] = field(default_factory=dict)
     """Search space in Hydra's override grammar: `key: tag(log, interval(1e-5, 1e-2))`,
     `key: choice(a, b)`, `key: range(1, 9, 2)`, `key: int(interval(1, 8))`; a plain value is

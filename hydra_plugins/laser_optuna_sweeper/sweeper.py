@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from ._heartbeat import Heartbeat, KeepAlive, fail_dead_trials, quiet_optuna, retried_trial
 from ._search_space import SearchSpace, param_lines
 
 log = logging.getLogger(__name__)
@@ -69,19 +70,29 @@ def display_url(url: str | None) -> str:
     return "in memory" if url is None else make_url(url).render_as_string(hide_password=True)
 
 
-def open_storage(url: str | None, attempts: int = 5) -> optuna.storages.BaseStorage:
-    """The Optuna storage at `url` (None: in memory).
+def open_storage(
+    url: str | None, attempts: int = 5, heartbeat: Heartbeat | None = None
+) -> optuna.storages.BaseStorage:
+    """The Optuna storage at `url` (None: in memory), with `heartbeat`'s settings (a database).
 
     Sweeps that start at the same moment on an empty database race to create its tables; the losers
     get an IntegrityError or ProgrammingError, and find the tables once the winner has committed them.
     """
+
+    def connect() -> optuna.storages.BaseStorage:
+        if url is None:
+            return optuna.storages.get_storage(None)
+        with quiet_optuna():
+            options = heartbeat.storage_options() if heartbeat is not None else {}
+            return optuna.storages.get_storage(optuna.storages.RDBStorage(url, **options))
+
     for _ in range(attempts - 1):
         try:
-            return optuna.storages.get_storage(url)
+            return connect()
         except (IntegrityError, ProgrammingError) as e:
             log.info(f"Another process was creating the storage's tables ({type(e).__name__}); retrying")
             time.sleep(random.uniform(0.5, 1.5))
-    return optuna.storages.get_storage(url)
+    return connect()
 
 
 def objective_values(ret: JobReturn, n_objectives: int) -> list[float]:
@@ -158,6 +169,9 @@ class LaserOptunaSweeper(Sweeper):
         n_trials: int,
         n_jobs: int,
         params: DictConfig | None,
+        heartbeat_interval: int | None = None,
+        grace_period: int | None = None,
+        max_retry: int = 3,
     ) -> None:
         self.directions = [str(d).lower() for d in _as_list(direction)]
         bad = [d for d in self.directions if d not in DIRECTIONS]
@@ -172,6 +186,8 @@ class LaserOptunaSweeper(Sweeper):
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.params = params
+        self.heartbeat = Heartbeat(heartbeat_interval, grace_period, max_retry)
+        self.storage_handle: optuna.storages.BaseStorage | None = None
         self.metric_names: list[str] | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -219,7 +235,7 @@ class LaserOptunaSweeper(Sweeper):
 
     def _open_study(self, storage_url: str | None, lines: list[str]) -> optuna.Study:
         """Create the study, or load it (checking its directions) to add trials to it."""
-        storage = open_storage(storage_url)
+        storage = self.storage_handle = open_storage(storage_url, heartbeat=self.heartbeat)
         try:
             n_before = len(storage.get_all_trials(storage.get_study_id_from_name(self.study_name)))
         except KeyError:
@@ -256,22 +272,33 @@ class LaserOptunaSweeper(Sweeper):
     def _run_trials(
         self, study: optuna.Study, space: SearchSpace
     ) -> tuple[list[JobReturn], list[TrialState]]:
+        """`n_trials` new trials in batches of `n_jobs`, plus the retries of dead trials (of any
+        sweep process) that this process takes over on the way."""
         returns: list[JobReturn] = []
         states: list[TrialState] = []
-        while len(states) < self.n_trials:
-            n = min(self.n_jobs, self.n_trials - len(states))
-            trials = [study.ask(space.distributions) for _ in range(n)]
-            batch = self._launch(study, trials, space)
-            stop = False
-            for trial, ret in zip(trials, batch, strict=True):
-                state, stopped = self._tell(study, trial, ret)
-                states.append(state)
-                stop |= stopped
+        interval = self.heartbeat.interval if self.storage is not None else None
+        new = 0
+        while new < self.n_trials:
+            fail_dead_trials(study)
+            n = min(self.n_jobs, self.n_trials - new)
+            trials = [self._ask(study, space) for _ in range(n)]
+            new += sum(retried_trial(study, t) is None for t in trials)
+            with KeepAlive(self.storage_handle, trials, interval):
+                batch = self._launch(study, trials, space)
+                told = [self._tell(study, trial, ret) for trial, ret in zip(trials, batch, strict=True)]
+            states += [state for state, _ in told]
             returns.extend(batch)
-            if stop:
+            if any(stopped for _, stopped in told):
                 log.info("The sampler has covered its whole search space; stopping")
                 break
         return returns, states
+
+    def _ask(self, study: optuna.Study, space: SearchSpace) -> Trial:
+        with quiet_optuna():
+            trial = study.ask(space.distributions)
+        if (dead := retried_trial(study, trial)) is not None:
+            log.info(f"Trial {trial.number} retries trial {dead} (its sweep process died)")
+        return trial
 
     def _launch(self, study: optuna.Study, trials: list[Trial], space: SearchSpace) -> Sequence[JobReturn]:
         """Run a batch of trials as Hydra jobs numbered by trial (so resumed sweeps add directories)."""

@@ -56,9 +56,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
+from laser.assembly import build_module, load_inputs, make_trainer
 from laser.configs import RunConfig, validate
 from laser.lit.module import LaserModule
-from laser.run import build_module, load_inputs, make_trainer
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
 

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from laser.assembly import check_self_reward, make_samplers
 from laser.configs import validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.datamodule import PromptDataModule
@@ -32,7 +33,6 @@ from laser.models.factory import make_base_policy
 from laser.models.loading import load_tokenizer
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
-from laser.run import check_self_reward, make_samplers
 from laser.utils.compose import compose_config
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from datasets import Dataset, load_dataset
 
-from laser.data.catalog import (  # re-exported: the loaders' public names
+from laser.catalog import (  # re-exported: the loaders' public names
     BENCHMARKS,
     FILE_FORMATS,
     INSTRUCTION,
@@ -37,6 +37,7 @@ from laser.data.catalog import (  # re-exported: the loaders' public names
     USER_TEMPLATE,
     BenchmarkSpec,
     default_benchmark_root,
+    has_rows,
 )
 
 __all__ = [
@@ -104,7 +105,18 @@ def _read(path: Path) -> Dataset:
         raise ValueError(
             f"data file {path}: unsupported extension {path.suffix!r}; use .jsonl, .json or .parquet"
         )
-    return load_dataset(fmt, data_files=str(path), split="train")
+    if not has_rows(path):
+        raise ValueError(f"data file {path} is empty (no rows); give a file with at least one problem")
+    empty = f"data file {path} holds no rows; give a file with at least one problem"
+    try:
+        data = load_dataset(fmt, data_files=str(path), split="train")
+    except ValueError as err:  # a JSON array with no element: `datasets` finds no split
+        if "corresponds to no data" in str(err):
+            raise ValueError(empty) from None
+        raise
+    if len(data) == 0:
+        raise ValueError(empty)
+    return data
 
 
 def _field(data: Dataset, path: Path, field: str, role: str, option: str) -> list:

@@ -3,14 +3,55 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
 import torch
 from datasets import DatasetDict
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from laser.data.collate import PromptBatch, PromptCollator
+
+
+class EpochOrder(Sampler[int]):
+    """The row order of `DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed))`,
+    epoch after epoch, that can restart within an epoch.
+
+    Each epoch's permutation is replayed from the seed: per epoch the loader draws one int64 (its
+    workers' base seed) from that generator and RandomSampler two permutations (the order, and the
+    empty remainder once the order is exhausted). `resume_at(epoch, rows_done)` makes that epoch's
+    pass start after its first `rows_done` rows.
+    """
+
+    def __init__(self, num_rows: int, seed: int) -> None:
+        self.num_rows, self.seed = num_rows, seed
+        self.epoch = 0  # of the next pass
+        self.serving = 0  # the epoch of the pass under way
+        self.resume: tuple[int, int] | None = None  # (epoch, rows to skip in it)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at each epoch's start (with the epoch restored on resume)."""
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, rows_done: int) -> None:
+        self.resume = (epoch, rows_done)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch + 1):
+            torch.empty((), dtype=torch.int64).random_(generator=generator)  # the loader's base seed
+            order = torch.randperm(self.num_rows, generator=generator).tolist()
+            torch.randperm(self.num_rows, generator=generator)  # RandomSampler's remainder draw
+        skip = 0
+        if self.resume is not None and self.resume[0] == self.epoch:
+            skip, self.resume = self.resume[1], None
+        self.serving = self.epoch
+        self.epoch += 1  # the next pass is the next epoch (unless Lightning sets it)
+        yield from order[skip:]
 
 
 class PromptDataModule(LightningDataModule):
@@ -38,6 +79,8 @@ class PromptDataModule(LightningDataModule):
         self.collate = PromptCollator(tokenizer)
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.splits: dict[str, list[dict]] | None = None
+        self.order: EpochOrder | None = None
+        self.resume: tuple[int, int] | None = None  # (epoch, rows done) from a checkpoint
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
@@ -45,14 +88,32 @@ class PromptDataModule(LightningDataModule):
             self.splits = {name: data[name].to_list() for name in ("train", "eval")}
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.splits["train"],
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
-            collate_fn=self.collate,
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        train = self.splits["train"]
+        options = {"batch_size": self.batch_size, "drop_last": True, "collate_fn": self.collate}
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning shards the rows with a DistributedSampler seeded by the global seed
+            generator = torch.Generator().manual_seed(self.seed)
+            return DataLoader(train, shuffle=True, generator=generator, **options)
+        # resuming mid-epoch continues this order where it stopped (Lightning warns otherwise)
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        self.order = EpochOrder(len(train), self.seed)
+        if self.resume is not None:
+            self.order.resume_at(*self.resume)
+        # the loader's own generator only draws its workers' base seed (EpochOrder replays it)
+        return DataLoader(train, sampler=self.order, generator=torch.Generator(), **options)
+
+    def state_dict(self) -> dict:
+        """Where the training pass stands: its epoch and the rows its finished batches took."""
+        if self.order is None or self.trainer is None:
+            return {}
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.order.serving, "rows_done": done * self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.resume = (state["epoch"], state["rows_done"])
+            if self.order is not None:
+                self.order.resume_at(*self.resume)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["eval"], batch_size=self.eval_batch_size, collate_fn=self.collate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import torch
 
@@ -47,22 +49,36 @@ def summarise_scaling(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["method", "k"])["accuracy"].mean().unstack("k")
 
 
-def self_verification(samples: ScoredSamples, threshold: float = 0.5, num_bins: int = 10) -> dict[str, float]:
+def self_verification(
+    samples: ScoredSamples, threshold: float = 0.5, num_bins: int = 10
+) -> dict[str, float | None]:
     """The paper's self-verification metrics over every finished sample (with the calibration error
     over `num_bins` bins and the score's correlation with length), plus the AUROC within each
     problem's samples (the ranking that best-of-k and weighted voting use) and the pooled AUROC
-    that knowing each problem's difficulty alone gives (a lower bound; see `difficulty_auroc`)."""
+    that knowing each problem's difficulty alone gives (a lower bound; see `difficulty_auroc`).
+
+    A metric the samples cannot define is None (not applicable): the accuracy on correct (on
+    incorrect) responses without any finished correct (incorrect) one, F1, AUROC and
+    precision/recall F1 without both classes, the within-problem AUROC without a problem holding
+    both, the difficulty reference with fewer than 2 samples per problem, and a correlation
+    without variation."""
+    done = samples.finished
     scores, correct = samples.scores.flatten(), samples.correct.flatten().float()
-    finished = samples.finished.flatten()
-    stats = self_verify_metrics(scores, correct, finished, threshold, num_bins)
-    stats |= length_correlations(scores, samples.lengths.flatten(), correct, finished)
-    within, groups = grouped_auroc(samples.scores, samples.correct, samples.finished)
-    stats |= {
-        "self_verify/auroc_within": within,
-        "self_verify/auroc_within_problems": groups,
-        "self_verify/auroc_difficulty": difficulty_auroc(samples.correct, samples.finished),
-    }
-    return {k: float(v) for k, v in stats.items()}
+    stats = self_verify_metrics(scores, correct, done.flatten(), threshold, num_bins)
+    stats |= length_correlations(scores, samples.lengths.flatten(), correct, done.flatten())
+    within, groups = grouped_auroc(samples.scores, samples.correct, done)
+    stats |= {"self_verify/auroc_within": within, "self_verify/auroc_within_problems": groups}
+    if samples.correct.shape[1] >= 2:
+        stats["self_verify/auroc_difficulty"] = difficulty_auroc(samples.correct, done)
+    out: dict[str, float | None] = {k: float(v) for k, v in stats.items()}
+    has_correct, has_incorrect = bool((done & samples.correct).any()), bool((done & ~samples.correct).any())
+    needs = {"acc_correct": has_correct, "acc_incorrect": has_incorrect, "pr_f1": has_correct}
+    needs |= dict.fromkeys(("f1", "auroc"), has_correct and has_incorrect)
+    for name, ok in needs.items():
+        if not ok:
+            out[f"self_verify/{name}"] = None
+    out.setdefault("self_verify/auroc_difficulty", None)
+    return {k: None if v is not None and math.isnan(v) else v for k, v in out.items()}
 
 
 def per_problem(samples: ScoredSamples) -> pd.DataFrame:

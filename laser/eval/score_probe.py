@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig
 
 from laser.algo import auroc, difficulty_auroc, grouped_auroc, self_reward_mse, self_reward_score
+from laser.assembly import load_inputs, make_samplers
 from laser.configs import validate
 from laser.data.collate import PromptCollator
 from laser.data.sources import dataset_key
@@ -41,7 +42,6 @@ from laser.models.loading import load_pretrained, stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.types import Rollout
-from laser.run import load_inputs, make_samplers
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from laser.algo import clipped_policy_loss, group_advantages
+from laser.assembly import load_inputs, make_samplers
 from laser.configs import validate
 from laser.data.collate import PromptCollator
 from laser.eval.score_probe import first, load_policy
@@ -34,7 +35,6 @@ from laser.models.base_policy import sft_batch
 from laser.models.loading import stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
-from laser.run import load_inputs, make_samplers
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
 

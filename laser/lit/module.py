@@ -20,6 +20,7 @@ from laser.algo import (
 )
 from laser.configs import AlgoConfig, OptimConfig
 from laser.data.collate import PromptBatch
+from laser.lit.checkpoint import load_module_state, save_module_state
 from laser.lit.metrics import rollout_metrics, self_reward_metrics
 from laser.lit.parallel import DataParallelMixin
 from laser.lit.reward_source import step_advantages
@@ -310,12 +311,14 @@ class LaserModule(DataParallelMixin, LightningModule):
         return [opt], [sched]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        save_module_state(self, checkpoint)  # samplers' RNGs and the evaluation history
         # the reference is frozen and rebuilt from the config: keep it out of checkpoints
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("reference.")]:
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        load_module_state(self, checkpoint)
         if self.reference is not None:
             ref_state = {f"reference.{k}": v for k, v in self.reference.state_dict().items()}
             checkpoint["state_dict"].update(ref_state)

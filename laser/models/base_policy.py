@@ -112,9 +112,11 @@ def cached_model(cache_dir: str | Path, key: str, make: Callable[[], torch.nn.Mo
     model = make()
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     model.save_pretrained(tmp)
-    if path.exists():  # another process made it meanwhile: keep theirs
+    try:
+        tmp.replace(path)  # atomic: readers see no folder or a complete one
+    except OSError:  # another process made it meanwhile (a non-empty folder is not replaced): keep theirs
+        if not (path / "config.json").exists():
+            raise
         shutil.rmtree(tmp)
-    else:
-        tmp.replace(path)
     log.info("base policy: saved warm-up to %s", path)
     return model

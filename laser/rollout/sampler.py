@@ -50,6 +50,7 @@ class Sampler:
         self.stop_ids = list(stop_ids) if stop_ids is not None else [tokenizer.eos_token_id]
         self.generator = torch.Generator().manual_seed(seed)
         self._device_generator: torch.Generator | None = None
+        self._device_state: torch.Tensor | None = None  # a restored state for the next device generator
         self.banned_ids: list[int] = []
 
     def ban(self, token_id: int) -> None:
@@ -78,6 +79,19 @@ class Sampler:
         """Restart the sampling RNG from `seed` (e.g. the same eval noise at every evaluation)."""
         self.generator.manual_seed(self.seed)
         self._device_generator = None
+        self._device_state = None
+
+    def rng_state(self) -> dict[str, torch.Tensor | None]:
+        """The sampling RNG's state (its CPU generator's, and its accelerator generator's once one
+        is in use), for checkpoints."""
+        device = self._device_generator
+        state = device.get_state() if device is not None else self._device_state
+        return {"cpu": self.generator.get_state(), "device": state}
+
+    def load_rng_state(self, state: dict[str, torch.Tensor | None]) -> None:
+        """Continue from a state of `rng_state` (the accelerator's applies when it is next used)."""
+        self.generator.set_state(state["cpu"])
+        self._device_generator, self._device_state = None, state["device"]
 
     @torch.no_grad()
     def sample(
@@ -116,6 +130,9 @@ class Sampler:
             return self.generator
         if self._device_generator is None or self._device_generator.device != device:
             self._device_generator = torch.Generator(device).manual_seed(self.seed)
+            if self._device_state is not None:  # restored from a checkpoint
+                self._device_generator.set_state(self._device_state)
+                self._device_state = None
         return self._device_generator
 
     def decode(self, rollout: Rollout) -> list[str]:

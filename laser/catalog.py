@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ROOT_ENV = "LASER_BENCHMARK_ROOT"
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -57,7 +57,20 @@ def check_data_file(path: str | os.PathLike, key: str) -> Path:
         raise ValueError(
             f"{key}={str(path)!r}: unsupported extension {path.suffix!r}; use .jsonl, .json or .parquet"
         )
+    if not has_rows(path):
+        raise ValueError(f"{key}={str(path)!r} is empty (no rows); give a file with at least one problem")
     return path
+
+
+def has_rows(path: Path) -> bool:
+    """False for a file that certainly holds no rows: a Parquet file of 0 rows, or a JSON file with
+    nothing but whitespace (cheap: the Parquet footer, or up to the first non-blank line)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(path).num_rows > 0
+    with open(path, encoding="utf-8") as f:
+        return any(line.strip() for line in f)
 
 
 def file_columns(path: Path) -> list[str] | None:

@@ -1,0 +1,149 @@
+"""`laser.evaluate` at its edge settings: one sample per problem, a benchmark answered all right or
+all wrong, more problems asked for than the file holds, an empty file, and bad numbers. Each either
+writes its files or stops before any model loads, naming the setting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import laser.evaluate as evaluate_module
+from laser.evaluate import evaluate
+from laser.utils.compose import compose_config
+
+from helpers import char_tokenizer, finishing_policy
+
+FILES = ("scaling.csv", "scaling_summary.csv", "self_verify.json", "problems.jsonl")
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory) -> Path:
+    """A tiny policy exported as training exports one (save_pretrained and self_reward.json)."""
+    out = tmp_path_factory.mktemp("policy")
+    tok = char_tokenizer()
+    policy = finishing_policy(tok)
+    policy.generation_config.eos_token_id = [tok.eos_token_id]
+    policy.save_pretrained(out)
+    tok.save_pretrained(out)
+    info = {"token": "<reserved_0>", "beta_v": 0.1, "c_ref": -5.0, "threshold": 0.5}
+    (out / "self_reward.json").write_text(json.dumps(info))
+    return out
+
+
+def eval_config(policy_dir: Path, tmp_path: Path, *overrides: str):
+    base = [
+        f"ckpt_path={policy_dir}",
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path / 'eval'}",
+        "wandb.mode=disabled",
+        "rollout.max_new_tokens=12",
+        "num_resamples=4",
+        "max_problems=6",
+    ]
+    return compose_config([*base, *overrides], config_name="eval")
+
+
+def read_outputs(out: Path) -> tuple[pd.DataFrame, dict, list[dict]]:
+    assert all((out / name).is_file() for name in FILES), sorted(p.name for p in out.iterdir())
+    summary = pd.read_csv(out / "scaling_summary.csv", index_col="method")
+    verify = json.loads((out / "self_verify.json").read_text())
+    problems = [json.loads(line) for line in (out / "problems.jsonl").read_text().splitlines()]
+    return summary, verify, problems
+
+
+def test_one_sample_per_problem_reports_pass_at_1_and_marks_the_rest_not_applicable(
+    policy_dir: Path, tmp_path: Path, capsys
+) -> None:
+    result = evaluate(eval_config(policy_dir, tmp_path, "num_samples=1"))
+    summary, verify, problems = read_outputs(tmp_path / "eval")
+    assert list(summary.columns) == ["1"] and len(problems) == 6
+    accuracy = sum(p["correct"][0] for p in problems) / len(problems)
+    assert summary.loc["pass@1", "1"] == pytest.approx(accuracy)
+    # a ranking within a problem, or against the problem's own accuracy, needs >= 2 samples
+    assert verify["self_verify/auroc_within"] is None and verify["self_verify/auroc_difficulty"] is None
+    assert verify == result["self_verify"]
+    out = capsys.readouterr().out
+    assert "pass@1" in out and "auroc_difficulty=n/a" in out and "num_samples=1" in out
+
+
+class ConstantVerifier:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self, responses, answers, prompts) -> torch.Tensor:
+        return torch.full((len(responses),), self.value)
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["all-right", "all-wrong"])
+def test_a_benchmark_answered_all_right_or_all_wrong_writes_its_files(
+    policy_dir: Path, tmp_path: Path, monkeypatch, right: bool
+) -> None:
+    monkeypatch.setattr(evaluate_module, "make_eval_verifier", lambda cfg: ConstantVerifier(float(right)))
+    evaluate(eval_config(policy_dir, tmp_path, "num_samples=4"))
+    summary, verify, problems = read_outputs(tmp_path / "eval")
+    assert (summary.loc[["pass@1", "pass@k", "majority", "best_of_k"]] == float(right)).all().all()
+    assert all(all(p["correct"]) == right for p in problems)
+    assert any(any(s != 0 for s in p["score"]) for p in problems)  # some responses finished
+    present, absent = ("acc_correct", "acc_incorrect") if right else ("acc_incorrect", "acc_correct")
+    assert 0 <= verify[f"self_verify/{present}"] <= 1
+    for name in (absent, "f1", "auroc", "auroc_within", "auroc_difficulty"):
+        assert verify[f"self_verify/{name}"] is None, name  # one class only: not applicable
+
+
+def test_more_problems_than_the_file_holds_evaluates_them_all(
+    policy_dir: Path, tmp_path: Path, caplog
+) -> None:
+    rows = [{"problem": f"{i}+1", "answer": str(i + 1)} for i in range(3)]
+    file = tmp_path / "three.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING, logger="laser.evaluate"):
+        evaluate(eval_config(policy_dir, tmp_path, f"benchmark={file}", "max_problems=10", "num_samples=2"))
+    _, _, problems = read_outputs(tmp_path / "eval")
+    assert len(problems) == 3
+    assert "max_problems=10 exceeds the 3 problems" in caplog.text
+
+
+def never_load(*args, **kwargs):
+    raise AssertionError("the policy was loaded: the evaluation should have stopped before")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", r"benchmark=.*empty\.jsonl' is empty"), ("\n\n", r"benchmark=.*empty\.jsonl' is empty")],
+)
+def test_an_empty_file_stops_before_the_policy_loads(
+    policy_dir: Path, tmp_path: Path, monkeypatch, content: str, message: str
+) -> None:
+    monkeypatch.setattr(evaluate_module.AutoModelForCausalLM, "from_pretrained", never_load)
+    file = tmp_path / "empty.jsonl"
+    file.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        evaluate(eval_config(policy_dir, tmp_path, f"benchmark={file}"))
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_json_file_of_no_rows_stops_before_the_policy_loads(
+    policy_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(evaluate_module.AutoModelForCausalLM, "from_pretrained", never_load)
+    file = tmp_path / "none.json"
+    file.write_text("[]")
+    with pytest.raises(ValueError, match=r"benchmark=.*none\.json.*holds no rows"):
+        evaluate(eval_config(policy_dir, tmp_path, f"benchmark={file}"))
+
+
+@pytest.mark.parametrize(
+    "override", ["num_samples=0", "max_problems=0", "batch_size=0", "num_resamples=0", "num_samples=1.5"]
+)
+def test_bad_numbers_stop_before_the_policy_loads(
+    policy_dir: Path, tmp_path: Path, monkeypatch, override: str
+) -> None:
+    monkeypatch.setattr(evaluate_module.AutoModelForCausalLM, "from_pretrained", never_load)
+    key, value = override.split("=")
+    with pytest.raises(ValueError, match=f"{key}={value} is invalid"):
+        evaluate(eval_config(policy_dir, tmp_path, override))
