@@ -62,6 +62,8 @@ def _finish(fig, path: str | Path | None):
 
 
 ALGO_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
+# overrides that name where a run came from, not what it varied
+UNLABELLED = {"ckpt_path", "hydra.run.dir", "hydra.sweep.dir"}
 
 
 def _label(row: pd.Series, params: list[str]) -> str:
@@ -72,7 +74,7 @@ def _label(row: pd.Series, params: list[str]) -> str:
     parts += [
         f"{p.split('.')[-1]}={row[p]}"
         for p in params
-        if p in row and not p.endswith("_group") and not pd.isna(row[p])
+        if p in row and not p.endswith("_group") and p not in UNLABELLED and not pd.isna(row[p])
     ]
     return " ".join(parts) or str(row["run"])
 

@@ -76,7 +76,12 @@ def write_report(out: Path, runs: list[str], nbs: list[Path]) -> Path:
             data = base64.b64encode(png.read_bytes()).decode()
             parts.append(f"<h4>{png.name}</h4><img alt='{png.name}' src='data:image/png;base64,{data}'>")
         for csv in sorted(out.glob(f"{prefix}_*.csv")):
-            table = pd.read_csv(csv).to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="")
+            try:
+                frame = pd.read_csv(csv)
+            except pd.errors.EmptyDataError:  # a table with no rows for these runs (no switch run, ...)
+                parts.append(f"<h4>{csv.name}</h4><p>no data for these runs</p>")
+                continue
+            table = frame.to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="")
             parts.append(f"<h4>{csv.name}</h4>{table}")
     parts.append("</body></html>")
     report = out / "report.html"

@@ -112,6 +112,16 @@ def _parse_override(ov: str, cfg: dict) -> tuple[str, object] | None:
     return key, parsed if isinstance(parsed, (int, float, str, bool)) else val
 
 
+def _launch_path(run_dir: Path, path: str | None) -> str | None:
+    """`path` as given on the run's command line: a relative one is relative to the directory the
+    run was launched from (Hydra's runtime cwd), not to where the analysis runs."""
+    if not path or Path(path).is_absolute():
+        return path
+    hydra_cfg = _read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}
+    cwd = _select(hydra_cfg, "hydra.runtime.cwd")
+    return str(Path(cwd) / path) if cwd else path
+
+
 def run_meta(run_dir: Path) -> dict:
     """Experiment, algo and overrides of one run dir (training or evaluate dir)."""
     run_dir = Path(run_dir)
@@ -122,7 +132,7 @@ def run_meta(run_dir: Path) -> dict:
         parsed = _parse_override(ov, cfg)
         if parsed:
             overrides[parsed[0]] = parsed[1]
-    ckpt = cfg.get("ckpt_path")
+    ckpt = _launch_path(run_dir, cfg.get("ckpt_path"))
     if ckpt and (Path(ckpt) / "config.yaml").exists() and Path(ckpt).resolve() != run_dir.resolve():
         # a laser.evaluate dir: describe it by the training run it evaluated
         src = run_meta(Path(ckpt))

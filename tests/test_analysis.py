@@ -260,3 +260,25 @@ def test_legends_name_the_algorithm_and_the_swept_value(run_root: Path):
     assert sorted(figures.run_labels(pair).values()) == ["GRPO", "LaSeR"]
     grid = runs.load_runs(run_root / "grid")
     assert sorted(figures.run_labels(grid).values()) == [f"LaSeR beta_v={b}" for b in (0.2, 0.5, 1.0)]
+
+
+def test_report_lists_a_table_without_rows_instead_of_failing(tmp_path: Path):
+    from analysis.render import write_report
+
+    (tmp_path / "05_switch.csv").write_text("\n")  # what the notebook writes without a switch run
+    (tmp_path / "05_verify_loss.csv").write_text("run,loss\na,mse\n")
+    report = write_report(tmp_path, ["runs"], [ROOT / "analysis" / "05-paper-comparisons.ipynb"])
+    text = report.read_text()
+    assert "05_switch.csv</h4><p>no data for these runs</p>" in text and "<td>mse</td>" in text
+
+
+def test_an_evaluation_launched_elsewhere_is_described_by_its_training_run(tmp_path: Path):
+    train_dir = tmp_path / "launch" / "outputs" / "run"
+    train_dir.mkdir(parents=True)
+    (train_dir / "config.yaml").write_text("task_name: train\nalgo:\n  name: grpo\n")
+    eval_dir = tmp_path / "elsewhere" / "eval"
+    (eval_dir / ".hydra").mkdir(parents=True)
+    (eval_dir / ".hydra" / "config.yaml").write_text("ckpt_path: outputs/run\n")
+    (eval_dir / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / 'launch'}\n")
+    meta = runs.run_meta(eval_dir)
+    assert (meta["experiment"], meta["algo"]) == ("train", "grpo")
