@@ -158,25 +158,36 @@ def first(split, n: int) -> list[dict]:
     return split.select(range(min(n, len(split)))).to_list()
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def probe_parser(description: str) -> argparse.ArgumentParser:
+    """The options every probe shares: the policy and torch's threads (overrides go last)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--policy", default=None, help="an exported policy folder (default: the base policy)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return parser
+
+
+def probe_config(args: argparse.Namespace):
+    """Threads set, then the composed config and its validated blocks, as `laser.run` would."""
+    configure_threads(args.threads)
+    cfg = compose_config(["paths.root_dir=.", *args.overrides])
+    return cfg, validate(cfg)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = probe_parser(__doc__)
     parser.add_argument("--prompts", type=int, default=2048, help="training prompts to sample")
     parser.add_argument("--eval-prompts", type=int, default=512, help="held-out prompts to sample")
     parser.add_argument("--steps", type=int, default=1500, help="MSE steps of 64 samples")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("overrides", nargs="*", help="config overrides, as for laser.run")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    configure_threads(args.threads)
-    cfg = compose_config(["paths.root_dir=.", *args.overrides])
-    run = validate(cfg)
+    cfg, run = probe_config(args)
     tokenizer, token_id, data = load_inputs(run)
     if token_id is None:
         raise ValueError("score_probe: the config has no self-reward token (algo.self_reward.token)")

@@ -28,15 +28,12 @@ import torch
 
 from laser.algo import clipped_policy_loss, group_advantages
 from laser.assembly import load_inputs, make_samplers
-from laser.configs import validate
 from laser.data.collate import PromptCollator
-from laser.eval.score_probe import first, load_policy
+from laser.eval.score_probe import first, load_policy, probe_config, probe_parser
 from laser.models.base_policy import sft_batch
 from laser.models.loading import stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
-from laser.utils.compose import compose_config
-from laser.utils.threads import configure_threads
 
 Direction = list[torch.Tensor]
 
@@ -122,23 +119,17 @@ def probe(policy, directions: dict[str, Direction | None], norms: Sequence[float
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--policy", default=None, help="an exported policy folder (default: the base policy)")
+    parser = probe_parser(__doc__)
     parser.add_argument("--batches", type=int, default=32, help="rollout batches in the gradient estimate")
     parser.add_argument("--eval-prompts", type=int, default=512, help="held-out prompts")
     parser.add_argument("--norms", type=float, nargs="+", default=[0.05, 0.1, 0.2])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("overrides", nargs="*", help="config overrides, as for laser.run")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    configure_threads(args.threads)
-    cfg = compose_config(["paths.root_dir=.", *args.overrides])
-    run = validate(cfg)
+    cfg, run = probe_config(args)
     if run.data.source != "arithmetic":
         raise ValueError("step_probe: the supervised direction needs the arithmetic task's worked solutions")
     tokenizer, token_id, data = load_inputs(run)
