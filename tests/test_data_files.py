@@ -162,7 +162,18 @@ def math_overrides(train_path: str | Path, *extra: str) -> list[str]:
     ]
 
 
-def test_the_math_preset_validates(tmp_path: Path, train_file: Path) -> None:
+@pytest.fixture
+def math500_stand_in(tmp_path: Path, monkeypatch) -> Path:
+    """A one-problem math500 file as the default held-out set, so validation does not need the
+    shared benchmarks."""
+    root = tmp_path / "benchmarks"
+    (root / "math500").mkdir(parents=True)
+    (root / "math500" / "test.jsonl").write_text(json.dumps({"problem": "1+1", "answer": "2"}) + "\n")
+    monkeypatch.setenv("LASER_BENCHMARK_ROOT", str(root))
+    return root
+
+
+def test_the_math_preset_validates(tmp_path: Path, train_file: Path, math500_stand_in: Path) -> None:
     run = validate(compose_train(tmp_path, math_overrides(train_file), debug=None))
     files = run.data.files
     assert run.data.source == "files" and files.eval == "math500" and files.prompt_format == "auto"
@@ -214,7 +225,9 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], type, str]]:
     ]
 
 
-def test_bad_files_and_fields_fail_at_validation_naming_the_key(tmp_path: Path, train_file: Path) -> None:
+def test_bad_files_and_fields_fail_at_validation_naming_the_key(
+    tmp_path: Path, train_file: Path, math500_stand_in: Path
+) -> None:
     for overrides, error, message in _bad_cases(tmp_path):
         with pytest.raises(error, match=message):
             validate(compose_train(tmp_path, overrides, debug=None))
