@@ -30,7 +30,7 @@ from laser.algo import clipped_policy_loss, group_advantages
 from laser.assembly import load_inputs, make_samplers
 from laser.data.collate import PromptCollator
 from laser.eval.score_probe import first, load_policy, probe_config, probe_parser
-from laser.models.base_policy import sft_batch
+from laser.models.base_policy import solution_nll
 from laser.models.loading import stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
@@ -79,9 +79,7 @@ def supervised_loss(policy, tokenizer, records, batch_size: int):
 
     def loss(i: int) -> torch.Tensor:
         rows = records[i * batch_size : (i + 1) * batch_size]
-        batch = sft_batch(tokenizer, [r["prompt"] for r in rows], [r["solution"] for r in rows])
-        logp = sequence_logprobs(policy, batch, None).logp
-        return -(logp.sum() / batch.response_mask.sum())
+        return solution_nll(policy, tokenizer, [r["prompt"] for r in rows], [r["solution"] for r in rows])
 
     return loss
 

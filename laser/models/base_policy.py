@@ -54,6 +54,13 @@ def sft_batch(tokenizer, prompts: list[str], solutions: list[str]) -> Rollout:
     return Rollout(p_ids, p_mask, r_ids, r_mask, finished=torch.ones(len(prompts), dtype=torch.bool))
 
 
+def solution_nll(model: torch.nn.Module, tokenizer, prompts: list[str], solutions: list[str]) -> torch.Tensor:
+    """Mean token NLL of the solutions + EOS given their prompts (the warm-up's loss)."""
+    batch = sft_batch(tokenizer, prompts, solutions)
+    logp = sequence_logprobs(model, batch, self_reward_id=None).logp
+    return -(logp.sum() / batch.response_mask.sum())
+
+
 def supervised_warmup(
     model: torch.nn.Module,
     tokenizer,
@@ -78,9 +85,7 @@ def supervised_warmup(
     report_every, start = max(1, steps // 10), time.monotonic()
     for step in range(steps):
         idx = torch.randint(len(prompts), (batch_size,), generator=gen).tolist()
-        batch = sft_batch(tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
-        logp = sequence_logprobs(model, batch, self_reward_id=None).logp
-        loss = -(logp.sum() / batch.response_mask.sum())
+        loss = solution_nll(model, tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
