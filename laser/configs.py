@@ -315,9 +315,30 @@ class ArithmeticTaskConfig:
     train_size: int = 20000
     eval_size: int = 1024
     seed: int = 0
+    choices: int = 0
+    """Candidate answers listed before each expression (the right one among random distractors);
+    0: none."""
+    check: str = "none"
+    """'reverse': solutions end by adding the terms again in reverse order (ops '+', '-' only);
+    'none': they do not."""
+    check_errors: float = 0.0
+    """Share of the warm-up's rows whose forward steps hold one error (context without loss) and
+    whose target is the check; needs check='reverse'."""
+    check_verdicts: str = ""
+    """Two characters written after EOS in the warm-up: the first on right rows, the second on
+    practice rows (teaches judging at the score's position); "": none."""
 
     def __post_init__(self) -> None:
         p = "data.task"
+        _require(self.choices >= 0, f"{p}.choices", self.choices, "must be >= 0 (0 = no list)")
+        ok = self.check in ("none", "reverse")
+        _require(ok, f"{p}.check", self.check, "use 'none' or 'reverse'")
+        ok = self.check == "none" or set(self.ops) <= set("+-")
+        _require(ok, f"{p}.check", self.check, f"'reverse' needs ops of '+' and '-' only (ops={self.ops!r})")
+        ok = 0 <= self.check_errors < 1 and (self.check_errors == 0 or self.check == "reverse")
+        _require(ok, f"{p}.check_errors", self.check_errors, "must be in [0, 1), > 0 only with check=reverse")
+        ok = not self.check_verdicts or (len(self.check_verdicts) == 2 and self.check_errors > 0)
+        _require(ok, f"{p}.check_verdicts", self.check_verdicts, "two characters, with check_errors > 0")
         _require(self.num_operands >= 2, f"{p}.num_operands", self.num_operands, "must be >= 2")
         _require(self.max_operand >= 1, f"{p}.max_operand", self.max_operand, "must be >= 1")
         ok = bool(self.ops) and set(self.ops) <= set("+-*")

@@ -31,3 +31,16 @@ def test_every_reference_solution_is_correct_and_a_shuffle_is_not() -> None:
     assert verifier(data["solution"], data["answer"], data["prompt"]).tolist() == [1.0] * len(data)
     shifted = data["solution"][1:] + data["solution"][:1]
     assert verifier(shifted, data["answer"], data["prompt"]).sum() < 5
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("36-31=5, 5+29=34 #### 34", True),
+        ("36-31=5, 5+29=35 #### 35", False),  # a listed distractor is still wrong
+        ("36-31=6, 6+29=34 #### 34", False),
+    ],
+)
+def test_a_list_of_choices_before_the_expression_is_skipped(response: str, expected: bool) -> None:
+    assert worked_solution_correct("87;35;34;21:36-31+29=", response, "34") is expected
+    assert worked_solution_correct("36-31+29=", response, "34") is expected

@@ -227,3 +227,34 @@ def test_epoch_order_is_the_shuffling_loaders_order_epoch_after_epoch(rows, batc
     order.resume_at(1, batch_size)
     resumed = DataLoader(data, batch_size=batch_size, drop_last=True, sampler=order)
     assert [[b.tolist() for b in resumed] for _ in range(2)] == [expected[1][1:], expected[2]]
+
+
+def test_choices_list_the_answer_among_distinct_distractors_in_range():
+    data = arithmetic_dataset(train_size=300, eval_size=50, choices=4)
+    for row in data["train"].to_list() + data["eval"].to_list():
+        listed, expr = row["prompt"].split(":")
+        options = [int(x) for x in listed.split(";")]
+        assert len(set(options)) == 4 and int(row["answer"]) in options
+        assert all(-79 <= x <= 120 for x in options)  # 3 operands in 1..40 with + and -
+        assert row["solution"] == make_problem_from(expr).solution
+
+
+def make_problem_from(expr: str):
+    import re
+
+    operands = [int(x) for x in re.findall(r"\d+", expr)]
+    return make_problem(operands, re.findall(r"[+\-*]", expr))
+
+
+def test_choices_keep_the_splits_disjoint_and_off_is_the_plain_task():
+    with_list = arithmetic_dataset(train_size=400, eval_size=100, choices=3)
+    exprs = {split: {p.split(":")[1] for p in with_list[split]["prompt"]} for split in ("train", "eval")}
+    assert not exprs["train"] & exprs["eval"] and len(exprs["train"]) == 400
+    plain = arithmetic_dataset(train_size=400, eval_size=100, choices=0)
+    assert ":" not in "".join(plain["train"]["prompt"])
+    assert plain["train"]["prompt"] == arithmetic_dataset(train_size=400, eval_size=100)["train"]["prompt"]
+
+
+def test_choices_beyond_the_answer_range_are_rejected():
+    with pytest.raises(ValueError, match=r"data\.task\.choices=9"):
+        arithmetic_dataset(train_size=1, eval_size=1, num_operands=2, max_operand=2, ops="+", choices=9)

@@ -43,6 +43,8 @@ GRIDS = {
     "ablate_integration": {"algo.self_reward.tau": 3, "algo.self_reward.filter_threshold": 2},
     "ablate_verify_loss": {"algo.self_reward.loss": 2},
     "self_reward_only": {},
+    "self_check": {},
+    "answer_choices": {},
 }
 
 

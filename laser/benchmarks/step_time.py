@@ -1,11 +1,12 @@
 """LaSeR vs GRPO training-step time, and the in-rollout score's share of generation time.
 
-    python -m laser.benchmarks.step_time [--rounds 5] [--steps 12] [--threads 2] [overrides ...]
+    python -m laser.benchmarks.step_time [--rounds 8] [--steps 12] [--threads 2] [overrides ...]
 
 Both algorithms start from the same base policy (the default config's, built or loaded from the
 cache) and run the same prompts, interleaved round by round in one process with pinned torch threads.
 LaSeR runs with both warm-ups at 0, so every step pays for everything it adds: the in-rollout score
-step, the MSE and the advantage mixing. Medians over all timed steps are compared.
+step, the MSE and the advantage mixing. Medians over all timed steps are compared; each round's
+ratio is printed too (its spread shows how much the two policies' paths differ by seed).
 
 The score's cost at inference is measured on the same seeded samples generated with and without it
 (medians over repeats, the cost itself as the median of paired differences, decoding steps
@@ -29,6 +30,7 @@ from laser.assembly import check_self_reward, make_samplers
 from laser.configs import validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.datamodule import PromptDataModule
+from laser.data.sources import dataset_key
 from laser.lit.module import LaserModule
 from laser.models.factory import make_base_policy
 from laser.models.loading import load_tokenizer
@@ -127,9 +129,9 @@ def time_reencoding(model: torch.nn.Module, rollout, token_id: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=12, help="training steps per algorithm per round")
-    parser.add_argument("--repeats", type=int, default=60, help="generation repeats for the score share")
+    parser.add_argument("--repeats", type=int, default=200, help="generation repeats for the score share")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the default config")
     args = parser.parse_args()
@@ -144,7 +146,7 @@ def main() -> None:
     datamodule = PromptDataModule(lambda: data, tokenizer, run.data.batch_size, run.data.eval_batch_size)
     datamodule.setup()
     base = make_base_policy(
-        run.model, tokenizer, data["train"], asdict(run.data.task), cfg.paths.cache_dir, 0
+        run.model, tokenizer, data["train"], dataset_key(run.data), cfg.paths.cache_dir, 0
     )
 
     sr = replace(run.algo.self_reward, reasoning_warmup_steps=0, self_reward_warmup_steps=0)
@@ -153,17 +155,23 @@ def main() -> None:
         "grpo": replace(run.algo, name="grpo", self_reward=replace(sr, alpha=0.0, tau=0.0)),
     }
     times: dict[str, list[float]] = {name: [] for name in algos}
+    round_ratios = []  # each round's, to show the spread: the two policies' paths differ by seed
     for r in range(args.rounds):
         order = list(algos) if r % 2 == 0 else list(reversed(algos))
+        this = {}
         for name in order:
-            times[name] += time_steps(run, algos[name], base, tokenizer, datamodule, token_id, args.steps, r)
+            this[name] = time_steps(run, algos[name], base, tokenizer, datamodule, token_id, args.steps, r)
+            times[name] += this[name]
+        round_ratios.append(statistics.median(this["laser"]) / statistics.median(this["grpo"]))
     med = {name: statistics.median(t) for name, t in times.items()}
     gen = score_share(run, base, tokenizer, datamodule, token_id, args.repeats)
 
     print(f"threads={args.threads} rounds={args.rounds} steps/round={args.steps}")
     print(f"GRPO  step time (median of {len(times['grpo'])}): {med['grpo'] * 1e3:8.1f} ms")
     print(f"LaSeR step time (median of {len(times['laser'])}): {med['laser'] * 1e3:8.1f} ms")
+    ratios = ", ".join(f"{x:.3f}" for x in round_ratios)
     print(f"LaSeR / GRPO step-time ratio: {med['laser'] / med['grpo']:.3f}  (target <= 1.03)")
+    print(f"  each round's ratio of medians: {ratios}")
     off, on, again = gen["off"], gen["on"], gen["reencode"]
     for label, g in (("without score", off), ("with in-rollout score", on)):
         print(f"generation {label:21s}: {g['time'] * 1e3:6.1f} ms, {g['calls']:.1f} forward calls")

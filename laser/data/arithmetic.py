@@ -3,16 +3,36 @@
 A problem is `a op b op c ...` with operands in [1, max_operand] and ops in `ops`. The prompt is the
 expression followed by `=`; the worked solution folds it left to right, one step per clause, and ends
 with `#### <answer>` (the GSM8K convention), which the verifier extracts.
+
+With `check="reverse"` (ops `+` and `-` only) the solution goes on to check itself: it adds the
+signed terms again in reverse order and ends where the fold ended when the steps were right
+(`12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40`). A fraction `check_errors` of the training rows
+teach the check on forward steps that hold one error carried forward, given as context without
+loss (column `given`), so the check must be computed, not copied from the fold's result; the
+row's `solution` is then the check and `#### <the fold's wrong answer>`, a right check that
+disagrees with the fold. With `check_verdicts` (two characters, e.g. `yn`) every warm-up row also
+ends, after its EOS, with a verdict: the first for right steps, the second for a practice row. The
+policy never samples past EOS; the verdict teaches the network to compare the check with the
+fold at the position where LaSeR reads its score.
+
+With `choices` > 0 the prompt first lists that many candidate answers, the right one among
+distractors drawn uniformly from the answers the task can have (`40;-13;61;7:12+35-7=`). The
+solution is the same; the list makes a wrong final answer cheap to spot (is it one of the listed
+numbers?) while computing the right one costs as much as before.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from datasets import Dataset, DatasetDict
 
 ANSWER_MARKER = "####"
+CHOICES_END = ":"  # ends the list of candidate answers that starts a prompt
+CHECK_START = ";"  # ends the worked steps of a solution that checks itself
+CHECK_OFFSETS = (-10, -2, -1, 1, 2, 10)  # the error a practice row's forward steps hold
 
 
 @dataclass(frozen=True)
@@ -37,22 +57,78 @@ def apply_op(op: str, a: int, b: int) -> int:
             raise ValueError(f"unsupported operator {op!r}; use some of '+', '-', '*'")
 
 
-def make_problem(operands: list[int], ops: list[str]) -> ArithmeticProblem:
-    """Build the prompt, worked solution and answer for `operands[0] ops[0] operands[1] ...`."""
-    expr = str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:], strict=True))
+def fold_steps(operands: list[int], ops: list[str], error: tuple[int, int] | None = None) -> tuple[str, int]:
+    """The worked steps `a op b=r, ...` and the result; `error=(i, d)` adds d to step i's result
+    and carries it forward (the later steps are right given the wrong value)."""
     acc, steps = operands[0], []
-    for op, x in zip(ops, operands[1:], strict=True):
-        new = apply_op(op, acc, x)
+    for i, (op, x) in enumerate(zip(ops, operands[1:], strict=True)):
+        new = apply_op(op, acc, x) + (error[1] if error and error[0] == i else 0)
         steps.append(f"{acc}{op}{x}={new}")
         acc = new
-    solution = ", ".join(steps) + f" {ANSWER_MARKER} {acc}"
-    return ArithmeticProblem(prompt=f"{expr}=", solution=solution, answer=str(acc))
+    return ", ".join(steps), acc
+
+
+def check_steps(operands: list[int], ops: list[str]) -> str:
+    """The signed terms added again from the last one back (`12+35-7`: `-7+35=28, 28+12=40`)."""
+    terms = [operands[0]] + [x if op == "+" else -x for op, x in zip(ops, operands[1:], strict=True)]
+    acc, steps = terms[-1], []
+    for t in reversed(terms[:-1]):
+        steps.append(f"{acc}{'+' if t >= 0 else '-'}{abs(t)}={acc + t}")
+        acc += t
+    return ", ".join(steps)
+
+
+def make_problem(
+    operands: list[int], ops: list[str], choices: list[int] | None = None, check: str = "none"
+) -> ArithmeticProblem:
+    """Build the prompt, worked solution and answer for `operands[0] ops[0] operands[1] ...`, the
+    prompt led by the candidate answers `choices` when given, the solution checking itself with
+    `check="reverse"`."""
+    expr = str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:], strict=True))
+    steps, acc = fold_steps(operands, ops)
+    if check == "reverse":
+        steps += f"{CHECK_START} {check_steps(operands, ops)}"
+    solution = f"{steps} {ANSWER_MARKER} {acc}"
+    listed = "" if not choices else ";".join(map(str, choices)) + CHOICES_END
+    return ArithmeticProblem(prompt=f"{listed}{expr}=", solution=solution, answer=str(acc))
+
+
+def answer_range(num_operands: int, max_operand: int, ops: str) -> tuple[int, int]:
+    """The smallest and largest answers of the task's expressions (operands in [1, max_operand]);
+    with `*` a looser pair of bounds."""
+    n, m = num_operands, max_operand
+    if "*" in ops:
+        hi = m**n
+        return (1 - hi if "-" in ops else 1), hi
+    lo = 1 - (n - 1) * m if "-" in ops else n
+    hi = n * m if "+" in ops else m - (n - 1)
+    return lo, hi
+
+
+def draw_choices(answer: int, n: int, bounds: tuple[int, int], rng: random.Random) -> list[int]:
+    """`answer` and n - 1 distinct distractors drawn uniformly from `bounds`, in random order."""
+    lo, hi = bounds
+    picked = {answer}
+    while len(picked) < n:
+        picked.add(rng.randint(lo, hi))
+    out = sorted(picked)
+    rng.shuffle(out)
+    return out
+
+
+def practice_row(operands: list[int], ops: list[str], rng: random.Random) -> tuple[str, str]:
+    """(given, solution) of a check-practice row: forward steps with one error carried forward
+    (context without loss), then the right check and the fold's wrong answer."""
+    error = (rng.randrange(len(ops)), rng.choice(CHECK_OFFSETS))
+    steps, acc = fold_steps(operands, ops, error)
+    return f"{steps}{CHECK_START}", f" {check_steps(operands, ops)} {ANSWER_MARKER} {acc}"
 
 
 def _sample_problems(
-    n: int, num_operands: int, max_operand: int, ops: str, rng: random.Random
-) -> list[ArithmeticProblem]:
-    """Draw `n` distinct problems (distinct prompts) with a seeded RNG."""
+    n: int, num_operands: int, max_operand: int, ops: str, rng: random.Random, choices: int = 0,
+    check: str = "none",
+) -> list[ArithmeticProblem]:  # fmt: skip
+    """Draw `n` distinct problems (distinct expressions) with a seeded RNG."""
     space = max_operand**num_operands * len(ops) ** (num_operands - 1)
     if n > space:
         raise ValueError(
@@ -60,13 +136,28 @@ def _sample_problems(
             f"num_operands={num_operands}, max_operand={max_operand}, ops={ops!r}; "
             "lower train_size/eval_size or widen the task"
         )
+    bounds = answer_range(num_operands, max_operand, ops)
+    _check_choices(choices, bounds)
     seen: dict[str, ArithmeticProblem] = {}
     while len(seen) < n:
         operands = [rng.randint(1, max_operand) for _ in range(num_operands)]
         chosen = [rng.choice(ops) for _ in range(num_operands - 1)]
         p = make_problem(operands, chosen)
-        seen.setdefault(p.prompt, p)
+        if p.prompt in seen:
+            continue
+        listed = draw_choices(int(p.answer), choices, bounds, rng) if choices else None
+        p = make_problem(operands, chosen, listed, check)
+        seen[p.prompt.split(CHOICES_END)[-1]] = p
     return list(seen.values())
+
+
+def _check_choices(choices: int, bounds: tuple[int, int]) -> None:
+    lo, hi = bounds
+    if choices < 0 or choices > hi - lo + 1:
+        raise ValueError(
+            f"data.task.choices={choices} is invalid: use 0 (no list) or at most {hi - lo + 1}, "
+            "the number of answers the task can have"
+        )
 
 
 def arithmetic_dataset(
@@ -76,20 +167,51 @@ def arithmetic_dataset(
     max_operand: int = 40,
     ops: str = "+-",
     seed: int = 0,
+    choices: int = 0,
+    check: str = "none",
+    check_errors: float = 0.0,
+    check_verdicts: str = "",
 ) -> DatasetDict:
-    """Deterministic train / held-out eval splits (no prompt appears in both).
+    """Deterministic train / held-out eval splits (no expression appears in both).
 
-    Columns: `prompt`, `solution` (worked, for the supervised warm-up) and `answer`.
+    Columns: `prompt`, `solution` (worked, for the supervised warm-up) and `answer`; with
+    `check_errors` > 0 also `given` (context of the warm-up's target, without loss; "" on most rows)
+    and, with two `check_verdicts` characters, `verdict`: the first on rows whose steps are right,
+    the second on practice rows (the warm-up writes it after EOS).
     """
-    problems = _sample_problems(train_size + eval_size, num_operands, max_operand, ops, random.Random(seed))
-
-    def to_dataset(items: list[ArithmeticProblem]) -> Dataset:
-        return Dataset.from_dict(
-            {
-                "prompt": [p.prompt for p in items],
-                "solution": [p.solution for p in items],
-                "answer": [p.answer for p in items],
-            }
+    if check_errors and check != "reverse":
+        raise ValueError(f"data.task.check_errors={check_errors} needs data.task.check=reverse")
+    if check_verdicts and (len(check_verdicts) != 2 or not check_errors):
+        raise ValueError(
+            f"data.task.check_verdicts={check_verdicts!r} needs two characters and check_errors > 0"
         )
+    if check == "reverse" and not set(ops) <= set("+-"):
+        raise ValueError(f"data.task.check=reverse needs ops of '+' and '-' only, got ops={ops!r}")
+    rng = random.Random(seed)
+    args = (train_size + eval_size, num_operands, max_operand, ops, rng, choices, check)
+    problems = _sample_problems(*args)
 
-    return DatasetDict(train=to_dataset(problems[eval_size:]), eval=to_dataset(problems[:eval_size]))
+    def to_dataset(items: list[ArithmeticProblem], practice: float = 0.0) -> Dataset:
+        columns = {
+            "prompt": [p.prompt for p in items],
+            "solution": [p.solution for p in items],
+            "answer": [p.answer for p in items],
+        }
+        if practice:
+            add_practice_rows(columns, practice, random.Random(seed + 1))
+            if check_verdicts:
+                columns["verdict"] = [check_verdicts[bool(g)] for g in columns["given"]]
+        return Dataset.from_dict(columns)
+
+    train = to_dataset(problems[eval_size:], check_errors)
+    return DatasetDict(train=train, eval=to_dataset(problems[:eval_size]))
+
+
+def add_practice_rows(columns: dict[str, list[str]], frac: float, rng: random.Random) -> None:
+    """Make a `frac` share of the rows check-practice rows (`practice_row`), in place."""
+    given = [""] * len(columns["prompt"])
+    for i in rng.sample(range(len(given)), round(frac * len(given))):
+        expr = columns["prompt"][i].split(CHOICES_END)[-1].rstrip("=")
+        operands = [int(x) for x in re.findall(r"\d+", expr)]
+        given[i], columns["solution"][i] = practice_row(operands, re.findall(r"[+\-*]", expr), rng)
+    columns["given"] = given

@@ -18,6 +18,12 @@ from laser.data.benchmarks import BENCHMARKS, load_benchmark, load_training_set
 
 log = logging.getLogger(__name__)
 _USE_CHAT_TEMPLATE = {"auto": None, "chat": True, "plain": False}
+_ADDED_TASK_FIELDS = {
+    "choices": 0,
+    "check": "none",
+    "check_errors": 0.0,
+    "check_verdicts": "",
+}  # and their "off" values
 
 
 def build_datasets(cfg: DataConfig, tokenizer) -> DatasetDict:
@@ -31,8 +37,12 @@ def build_datasets(cfg: DataConfig, tokenizer) -> DatasetDict:
 
 
 def dataset_key(cfg: DataConfig) -> dict:
-    """What the data depends on, as part of cache keys (the arithmetic task's block, as before)."""
-    return asdict(cfg.task) if cfg.source == "arithmetic" else {"files": asdict(cfg.files)}
+    """What the data depends on, as part of cache keys (the arithmetic task's block, as before;
+    fields added since are left out at their "off" value, so existing caches stay valid)."""
+    if cfg.source != "arithmetic":
+        return {"files": asdict(cfg.files)}
+    task = asdict(cfg.task)
+    return {k: v for k, v in task.items() if k not in _ADDED_TASK_FIELDS or v != _ADDED_TASK_FIELDS[k]}
 
 
 def files_dataset(cfg: FilesConfig, tokenizer) -> DatasetDict:

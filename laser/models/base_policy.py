@@ -41,24 +41,48 @@ def warmup_cosine(step: int, total: int, warmup_frac: float = 0.05, floor: float
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def sft_batch(tokenizer, prompts: list[str], solutions: list[str]) -> Rollout:
-    """Prompts (left-padded, with BOS) and solutions + EOS (right-padded) as a Rollout."""
+def sft_batch(
+    tokenizer, prompts: list[str], solutions: list[str], after_eos: list[str] | None = None
+) -> Rollout:
+    """Prompts (left-padded, with BOS) and solutions + EOS (right-padded) as a Rollout; `after_eos`
+    texts (a verdict) follow the EOS when given."""
     encode = PromptCollator(tokenizer).encode  # the same prompt encoding as generation
     p_ids, p_mask = pad_batch([encode(p) for p in prompts], tokenizer.pad_token_id, left=True)
     eos = [tokenizer.eos_token_id]
+    tails = after_eos or [""] * len(solutions)
     r_ids, r_mask = pad_batch(
-        [tokenizer.encode(s, add_special_tokens=False) + eos for s in solutions],
+        [
+            tokenizer.encode(s, add_special_tokens=False)
+            + eos
+            + tokenizer.encode(t, add_special_tokens=False)
+            for s, t in zip(solutions, tails, strict=True)
+        ],
         tokenizer.pad_token_id,
         left=False,
     )
     return Rollout(p_ids, p_mask, r_ids, r_mask, finished=torch.ones(len(prompts), dtype=torch.bool))
 
 
-def solution_nll(model: torch.nn.Module, tokenizer, prompts: list[str], solutions: list[str]) -> torch.Tensor:
-    """Mean token NLL of the solutions + EOS given their prompts (the warm-up's loss)."""
-    batch = sft_batch(tokenizer, prompts, solutions)
-    logp = sequence_logprobs(model, batch, self_reward_id=None).logp
-    return -(logp.sum() / batch.response_mask.sum())
+def solution_nll(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: list[str],
+    solutions: list[str],
+    given: list[str] | None = None,
+    after_eos: list[str] | None = None,
+) -> torch.Tensor:
+    """Mean token NLL of the solutions + EOS given their prompts (the warm-up's loss); `given`
+    are response prefixes placed before the solutions as context, outside the loss; `after_eos`
+    texts follow the EOS, inside it."""
+    if given is None:
+        batch = sft_batch(tokenizer, prompts, solutions, after_eos)
+        logp = sequence_logprobs(model, batch, self_reward_id=None).logp
+        return -(logp.sum() / batch.response_mask.sum())
+    batch = sft_batch(tokenizer, prompts, [g + s for g, s in zip(given, solutions, strict=True)], after_eos)
+    logp = sequence_logprobs(model, batch, self_reward_id=None).logp  # (N, R)
+    skip = torch.tensor([len(tokenizer.encode(g, add_special_tokens=False)) for g in given])
+    scored = batch.response_mask.bool() & (torch.arange(logp.shape[1]) >= skip[:, None])
+    return -(logp[scored].sum() / scored.sum())
 
 
 def supervised_warmup(
@@ -71,8 +95,12 @@ def supervised_warmup(
     batch_size: int,
     seed: int = 0,
     final_lr_frac: float = 0.05,
+    given: list[str] | None = None,
+    after_eos: list[str] | None = None,
 ) -> float:
-    """Train `model` in place on prompt -> solution + EOS (loss on the completion only).
+    """Train `model` in place on prompt -> solution + EOS (loss on the completion only; a row's
+    `given` text, when given, sits between its prompt and solution as context without loss, and
+    its `after_eos` text, a verdict, follows the EOS).
 
     Logs progress (step, loss, time left) about ten times. Returns the mean token NLL of the last
     10% of steps.
@@ -85,7 +113,10 @@ def supervised_warmup(
     report_every, start = max(1, steps // 10), time.monotonic()
     for step in range(steps):
         idx = torch.randint(len(prompts), (batch_size,), generator=gen).tolist()
-        loss = solution_nll(model, tokenizer, [prompts[i] for i in idx], [solutions[i] for i in idx])
+        context = None if given is None else [given[i] for i in idx]
+        verdicts = None if after_eos is None else [after_eos[i] for i in idx]
+        rows = [prompts[i] for i in idx], [solutions[i] for i in idx]
+        loss = solution_nll(model, tokenizer, *rows, context, verdicts)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -21,7 +21,8 @@ def make_base_policy(
     Args:
         cfg: the model block.
         tokenizer: the policy's tokenizer.
-        train_split: records with `prompt` and `solution` (used only when base_sft.steps > 0).
+        train_split: records with `prompt` and `solution`, and `given` context for some tasks (used
+            only when base_sft.steps > 0).
         task_key: a description of the task, part of the warm-up cache key.
         cache_dir: where warmed-up base policies are cached.
         seed: initialisation and warm-up seed.
@@ -47,6 +48,8 @@ def make_base_policy(
             batch_size=cfg.base_sft.batch_size,
             seed=seed,
             final_lr_frac=cfg.base_sft.final_lr_frac,
+            given=column(train_split, "given"),
+            after_eos=column(train_split, "verdict"),
         )
         return model
 
@@ -59,3 +62,8 @@ def make_base_policy(
 def make_reference(policy: torch.nn.Module) -> torch.nn.Module:
     """A frozen copy of the base policy (pi_ref)."""
     return copy.deepcopy(policy).requires_grad_(False).eval()
+
+
+def column(split, name: str) -> list[str] | None:
+    """A dataset column as a list, or None when the split has no such column."""
+    return list(split[name]) if name in split.column_names else None

@@ -11,10 +11,11 @@ import re
 
 import torch
 
-from laser.data.arithmetic import apply_op
+from laser.data.arithmetic import CHECK_START, CHOICES_END, apply_op
 from laser.rewards.verifier import extract_answer
 
 _PROMPT = re.compile(r"^\d+(?:[+\-*]\d+)+=$")
+_CHOICES = re.compile(r"^-?\d+(?:;-?\d+)*:")
 _STEP = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
 
 
@@ -22,11 +23,13 @@ def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
     """Whether `response` folds the prompt's expression left to right with every step correct and
     ends with `#### <answer>` equal to the reference."""
     prompt = prompt.strip()
+    if _CHOICES.match(prompt):  # a list of candidate answers leads the expression
+        prompt = prompt.split(CHOICES_END, 1)[1]
     if not _PROMPT.match(prompt) or extract_answer(response) != answer.strip():
         return False
     operands = [int(x) for x in re.findall(r"\d+", prompt)]
     ops = re.findall(r"[+\-*]", prompt)
-    body = response.split("####")[0]
+    body = response.split("####")[0].split(CHECK_START)[0]  # a self-check after the steps is not scored
     steps = [s.strip() for s in body.split(",")]
     if len(steps) != len(ops):
         return False
