@@ -203,7 +203,7 @@ def build_module(
     module = LaserModule(
         policy,
         *make_samplers(run, tokenizer, token_id, cfg.seed, stop_ids),
-        verifier=make_verifier(run.reward),
+        verifier=make_verifier(run.reward, run.data.task),
         algo=run.algo,
         optim=run.optim,
         self_reward_id=token_id,

@@ -80,10 +80,7 @@ def check_settings(cfg: DictConfig) -> None:
 def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]:
     """Prompt/answer records of the chosen benchmark (at most `max_problems`)."""
     if cfg.benchmark == "arithmetic":
-        task = ArithmeticTaskConfig()
-        if run_dir is not None:
-            task = ArithmeticTaskConfig(**OmegaConf.load(run_dir / "config.yaml").data.task)
-        records = arithmetic_dataset(**asdict(task))["eval"].to_list()
+        records = arithmetic_dataset(**asdict(run_task(run_dir)))["eval"].to_list()
     else:
         from laser.data.benchmarks import load_benchmark
 
@@ -102,9 +99,18 @@ def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]
     return records[: cfg.max_problems] if cfg.max_problems else records
 
 
-def make_eval_verifier(cfg: DictConfig):
+def run_task(run_dir: Path | None) -> ArithmeticTaskConfig:
+    """The arithmetic task the run at `run_dir` trained on (the default task without a run)."""
+    if run_dir is None:
+        return ArithmeticTaskConfig()
+    return ArithmeticTaskConfig(**OmegaConf.load(run_dir / "config.yaml").data.task)
+
+
+def make_eval_verifier(cfg: DictConfig, run_dir: Path | None = None):
     """The arithmetic task's step-checking verifier (as in training), math-verify otherwise."""
-    return ArithmeticVerifier() if cfg.benchmark == "arithmetic" else Verifier()
+    if cfg.benchmark != "arithmetic":
+        return Verifier()
+    return ArithmeticVerifier(self_check=run_task(run_dir).check != "none")
 
 
 def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:
@@ -150,7 +156,7 @@ def evaluate(cfg: DictConfig) -> dict:
     sampler = make_sampler(ro, tokenizer, token_id, cfg.seed, ro.eval_temperature, stop_ids)
     if incorrect_id is not None:  # the SFT loss's second verdict token is never sampled, as in training
         sampler.ban(incorrect_id)
-    verifier = make_eval_verifier(cfg)
+    verifier = make_eval_verifier(cfg, run_dir)
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
         cfg.batch_size, loss=settings["loss"],

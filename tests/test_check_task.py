@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 
-from laser.configs import ArithmeticTaskConfig
+from laser.configs import ArithmeticTaskConfig, RewardConfig
 from laser.data.arithmetic import arithmetic_dataset, check_steps, fold_steps, make_problem
 from laser.models.base_policy import sft_batch, solution_nll
+from laser.rewards import make_verifier
 from laser.rewards.arithmetic import worked_solution_correct
 from laser.rollout.logprobs import sequence_logprobs
 
@@ -28,9 +29,24 @@ def test_an_error_is_carried_forward_by_the_later_steps() -> None:
 
 
 def test_the_verifier_scores_the_steps_and_answer_not_the_check() -> None:
-    assert worked_solution_correct("12+35-7=", "12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40", "40")
-    assert worked_solution_correct("12+35-7=", "12+35=47, 47-7=40; -7+35=29, 29+12=41 #### 40", "40")
-    assert not worked_solution_correct("12+35-7=", "12+35=48, 48-7=41; -7+35=28, 28+12=40 #### 41", "40")
+    def right(response: str, self_check: bool = True) -> bool:
+        return worked_solution_correct("12+35-7=", response, "40", self_check=self_check)
+
+    assert right("12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40")
+    assert right("12+35=47, 47-7=40; -7+35=29, 29+12=41 #### 40")
+    assert not right("12+35=48, 48-7=41; -7+35=28, 28+12=40 #### 41")
+    # the plain task's verifier keeps failing a response with anything after its steps
+    assert not right("12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40", self_check=False)
+    assert right("12+35=47, 47-7=40 #### 40", self_check=False)
+
+
+def test_the_verifier_follows_the_task_config() -> None:
+    response, prompt = ["12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40"], ["12+35-7="]
+    checked = make_verifier(RewardConfig(kind="arithmetic_steps"), ArithmeticTaskConfig(check="reverse"))
+    assert checked(response, ["40"], prompt).tolist() == [1.0]
+    assert make_verifier(RewardConfig(kind="arithmetic_steps"), ArithmeticTaskConfig())(
+        response, ["40"], prompt
+    ).tolist() == [0.0]
 
 
 def test_practice_rows_hold_one_carried_error_before_a_right_check() -> None:
@@ -48,9 +64,13 @@ def test_practice_rows_hold_one_carried_error_before_a_right_check() -> None:
         check = r["solution"].split(" #### ")[0].strip()
         assert check == check_steps([terms[0]] + [abs(t) for t in terms[1:]], re.findall(r"[+-]", expr[1:]))
         assert int(check.split("=")[-1]) == sum(terms)  # a right check that disagrees with the fold
-        assert not worked_solution_correct(r["prompt"], r["given"] + r["solution"], r["answer"])
+        assert not worked_solution_correct(
+            r["prompt"], r["given"] + r["solution"], r["answer"], self_check=True
+        )
     clean = [r for r in train if not r["given"]]
-    assert all(worked_solution_correct(r["prompt"], r["solution"], r["answer"]) for r in clean)
+    assert all(
+        worked_solution_correct(r["prompt"], r["solution"], r["answer"], self_check=True) for r in clean
+    )
 
 
 def test_the_plain_task_is_unchanged_and_bad_settings_are_rejected() -> None:

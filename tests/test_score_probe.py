@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from laser.eval.score_probe import Samples, main, references, train_score
+from laser.eval.score_probe import Samples, main, references, train_score, verdict_rankings
 from laser.rollout.generate import generate
 
 from helpers import add_logit_bias, char_tokenizer, encode_prompts, tiny_model
@@ -53,3 +53,14 @@ def test_command_runs_on_the_debug_config(capsys) -> None:
     assert all(math.isfinite(row["train_mse"]) for row in out["history"])
     printed = capsys.readouterr().out
     assert "references: difficulty_pooled" in printed and "score AUROC pooled" in printed
+
+
+def test_verdict_rankings_read_the_log_odds_of_two_tokens_after_eos() -> None:
+    tok = char_tokenizer()
+    policy = add_logit_bias(tiny_model(tok), {tok.eos_token_id: 3.0})
+    held_out = sampled(tok, policy, 1)
+    forward, swapped = (verdict_rankings(policy, held_out, tok, v) for v in ("yn", "ny"))
+    assert set(forward) == {"verdict_pooled", "verdict_within"}
+    assert math.isclose(forward["verdict_pooled"], 1 - swapped["verdict_pooled"], abs_tol=1e-6)
+    assert math.isclose(forward["verdict_within"], 1 - swapped["verdict_within"], abs_tol=1e-6)
+    assert 0.0 <= forward["verdict_within"] <= 1.0

@@ -58,7 +58,7 @@ def time_steps(run, algo, base, tokenizer, datamodule, token_id, steps: int, see
     module = LaserModule(
         copy.deepcopy(base),
         *make_samplers(run, tokenizer, token_id, seed),
-        verifier=make_verifier(run.reward),
+        verifier=make_verifier(run.reward, run.data.task),
         algo=algo,
         optim=run.optim,
         self_reward_id=token_id,

@@ -41,6 +41,7 @@ from laser.models.factory import make_base_policy
 from laser.models.loading import load_pretrained, stop_token_ids
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
+from laser.rollout.tokens import resolve_single_token
 from laser.rollout.types import Rollout
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
@@ -104,6 +105,18 @@ def references(policy, samples: Samples) -> dict[str, float]:
         "seq_logprob_pooled": seq_rank["pooled"],
         "seq_logprob_within": seq_rank["within"],
     }
+
+
+def verdict_rankings(policy, samples: Samples, tokenizer, verdicts: str) -> dict[str, float]:
+    """AUROCs of the warm-up's verdict after EOS, log p(first) - log p(second) (the policy's own
+    judge, `data.task.check_verdicts`): the prompted-verification baseline of such a policy."""
+    right, wrong = (resolve_single_token(tokenizer, v, "--verdicts") for v in verdicts)
+    with torch.no_grad():
+        parts = [
+            sequence_logprobs(policy, r, right, incorrect_id=wrong) for r in samples.rollout.split(BATCH)
+        ]
+    odds = torch.cat([p.z_logp - p.incorrect_logp for p in parts])
+    return {f"verdict_{name}": value for name, value in rankings(odds, samples).items()}
 
 
 def train_score(
@@ -181,12 +194,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-prompts", type=int, default=512, help="held-out prompts to sample")
     parser.add_argument("--steps", type=int, default=1500, help="MSE steps of 64 samples")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--verdicts",
+        default="",
+        help="two verdict characters after EOS (data.task.check_verdicts) to rank by too",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, as for laser.run")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.verdicts and len(args.verdicts) != 2:
+        raise ValueError(
+            f"--verdicts={args.verdicts!r}: give two characters, the right and the wrong verdict"
+        )
     cfg, run = probe_config(args)
     tokenizer, token_id, data = load_inputs(run)
     if token_id is None:
@@ -195,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     sampler, _ = make_samplers(
         run, tokenizer, token_id, cfg.seed, stop_token_ids(tokenizer, run.model.stop_tokens, policy)
     )
-    verifier = make_verifier(run.reward)
+    verifier = make_verifier(run.reward, run.data.task)
     k = run.algo.group_size
     train = draw(policy, sampler, verifier, first(data["train"], args.prompts), k)
     held_out = draw(policy, sampler, verifier, first(data["eval"], args.eval_prompts), k)
@@ -203,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # c_ref as the automatic estimate: the policy's mean log p(z) over its own finished samples
     c_ref = z_logprobs(policy, train.rollout, token_id)[done].mean().item()
     refs = references(policy, held_out)
+    if args.verdicts:
+        refs |= verdict_rankings(policy, held_out, tokenizer, args.verdicts)
     print(
         f"{len(held_out.correct)} held-out samples, accuracy {held_out.correct.float().mean():.4f}; "
         f"training on {len(train.correct)} (accuracy {train.correct.float().mean():.4f}), c_ref {c_ref:.3f}"

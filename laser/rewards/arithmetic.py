@@ -19,9 +19,10 @@ _CHOICES = re.compile(r"^-?\d+(?:;-?\d+)*:")
 _STEP = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
 
 
-def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
+def worked_solution_correct(prompt: str, response: str, answer: str, self_check: bool = False) -> bool:
     """Whether `response` folds the prompt's expression left to right with every step correct and
-    ends with `#### <answer>` equal to the reference."""
+    ends with `#### <answer>` equal to the reference; with `self_check` (the task's
+    `check=reverse`) the check after the steps is not scored."""
     prompt = prompt.strip()
     if _CHOICES.match(prompt):  # a list of candidate answers leads the expression
         prompt = prompt.split(CHOICES_END, 1)[1]
@@ -29,7 +30,9 @@ def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
         return False
     operands = [int(x) for x in re.findall(r"\d+", prompt)]
     ops = re.findall(r"[+\-*]", prompt)
-    body = response.split("####")[0].split(CHECK_START)[0]  # a self-check after the steps is not scored
+    body = response.split("####")[0]
+    if self_check:
+        body = body.split(CHECK_START)[0]
     steps = [s.strip() for s in body.split(",")]
     if len(steps) != len(ops):
         return False
@@ -45,11 +48,15 @@ def worked_solution_correct(prompt: str, response: str, answer: str) -> bool:
 
 
 class ArithmeticVerifier:
-    """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution."""
+    """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution (its
+    self-check, with `self_check`, not scored)."""
+
+    def __init__(self, self_check: bool = False) -> None:
+        self.self_check = self_check
 
     def __call__(self, responses: list[str], answers: list[str], prompts: list[str]) -> torch.Tensor:
         rewards = [
-            float(worked_solution_correct(p, r, a))
+            float(worked_solution_correct(p, r, a, self_check=self.self_check))
             for r, a, p in zip(responses, answers, prompts, strict=True)
         ]
         return torch.tensor(rewards)
