@@ -236,9 +236,14 @@ class BaseSFTConfig:
     warm-up annealed to a tiny learning rate ends where the loss is sharp along its gradients,
     and RL steps at a larger learning rate then overshoot."""
     batch_size: int = 64
+    verdict_weight: float = 1.0
+    """Weight of a verdict token after EOS (`data.task.check_verdicts`) in the loss, relative to a
+    solution token; 1: a token like any other (one in a solution's ~50)."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "model.base_sft.steps", self.steps, "must be >= 0 (0 = off)")
+        ok = self.verdict_weight > 0
+        _require(ok, "model.base_sft.verdict_weight", self.verdict_weight, "must be > 0 (1 = unweighted)")
         _require(self.lr > 0, "model.base_sft.lr", self.lr, "must be > 0")
         ok = 0 < self.final_lr_frac <= 1
         _require(ok, "model.base_sft.final_lr_frac", self.final_lr_frac, "must be in (0, 1]")
@@ -320,7 +325,8 @@ class ArithmeticTaskConfig:
     0: none."""
     check: str = "none"
     """'reverse': solutions end by adding the terms again in reverse order (ops '+', '-' only);
-    'none': they do not."""
+    'difference': the same, then subtract the check's result from the steps' result (0 when they
+    agree); 'none': they do not."""
     check_errors: float = 0.0
     """Share of the warm-up's rows whose forward steps hold one error (context without loss) and
     whose target is the check; needs check='reverse'."""
@@ -331,12 +337,12 @@ class ArithmeticTaskConfig:
     def __post_init__(self) -> None:
         p = "data.task"
         _require(self.choices >= 0, f"{p}.choices", self.choices, "must be >= 0 (0 = no list)")
-        ok = self.check in ("none", "reverse")
-        _require(ok, f"{p}.check", self.check, "use 'none' or 'reverse'")
+        ok = self.check in ("none", "reverse", "difference")
+        _require(ok, f"{p}.check", self.check, "use 'none', 'reverse' or 'difference'")
         ok = self.check == "none" or set(self.ops) <= set("+-")
-        _require(ok, f"{p}.check", self.check, f"'reverse' needs ops of '+' and '-' only (ops={self.ops!r})")
-        ok = 0 <= self.check_errors < 1 and (self.check_errors == 0 or self.check == "reverse")
-        _require(ok, f"{p}.check_errors", self.check_errors, "must be in [0, 1), > 0 only with check=reverse")
+        _require(ok, f"{p}.check", self.check, f"a check needs ops of '+' and '-' only (ops={self.ops!r})")
+        ok = 0 <= self.check_errors < 1 and (self.check_errors == 0 or self.check != "none")
+        _require(ok, f"{p}.check_errors", self.check_errors, "must be in [0, 1), > 0 only with a check")
         ok = not self.check_verdicts or (len(self.check_verdicts) == 2 and self.check_errors > 0)
         _require(ok, f"{p}.check_verdicts", self.check_verdicts, "two characters, with check_errors > 0")
         _require(self.num_operands >= 2, f"{p}.num_operands", self.num_operands, "must be >= 2")
@@ -489,9 +495,13 @@ class RewardConfig:
     """math-verify worker processes (null: min(4, CPUs)); plain integers never need one."""
     single_box: bool = False
     """Reward 0 when a response has more than one \\boxed (the paper's training format check)."""
+    check: str = "unscored"
+    """With a self-checking arithmetic task (`data.task.check`): 'scored' rewards a response only
+    when its check (and difference) is right too; 'unscored' scores the steps and the answer."""
 
     def __post_init__(self) -> None:
         _one_of("reward.kind", self.kind, ("math_verify", "arithmetic_steps"))
+        _one_of("reward.check", self.check, ("unscored", "scored"))
         _require(self.timeout_s > 0, "reward.timeout_s", self.timeout_s, "must be > 0")
         _require(self.max_answer_chars >= 1, "reward.max_answer_chars", self.max_answer_chars, ">= 1")
         ok = self.num_workers is None or self.num_workers >= 1
@@ -556,7 +566,16 @@ def validate(cfg: DictConfig) -> RunConfig:
         blocks[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     run = RunConfig(**blocks)
     _check_switch_fits_the_run(run.algo.reward_source, cfg)
+    _check_scored_check_has_a_check(run)
     return run
+
+
+def _check_scored_check_has_a_check(run: RunConfig) -> None:
+    """reward.check=scored scores a check only the step verifier on a self-checking task has."""
+    steps = run.reward.kind == "arithmetic_steps" and run.data.source == "arithmetic"
+    ok = run.reward.check != "scored" or (steps and run.data.task.check != "none")
+    fix = "'scored' needs reward=arithmetic and data.task.check=reverse or difference; else 'unscored'"
+    _require(ok, "reward.check", run.reward.check, fix)
 
 
 def _check_switch_fits_the_run(source: RewardSourceConfig, cfg: DictConfig) -> None:

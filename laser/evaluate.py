@@ -77,10 +77,11 @@ def check_settings(cfg: DictConfig) -> None:
         check_data_file(name, "benchmark")  # exists, has a supported format and holds rows
 
 
-def load_records(cfg: DictConfig, tokenizer, run_dir: Path | None) -> list[dict]:
-    """Prompt/answer records of the chosen benchmark (at most `max_problems`)."""
+def load_records(cfg: DictConfig, tokenizer, task: ArithmeticTaskConfig) -> list[dict]:
+    """Prompt/answer records of the chosen benchmark (at most `max_problems`); `task`: the
+    arithmetic task's settings, for benchmark=arithmetic."""
     if cfg.benchmark == "arithmetic":
-        records = arithmetic_dataset(**asdict(run_task(run_dir)))["eval"].to_list()
+        records = arithmetic_dataset(**asdict(task))["eval"].to_list()
     else:
         from laser.data.benchmarks import load_benchmark
 
@@ -106,11 +107,11 @@ def run_task(run_dir: Path | None) -> ArithmeticTaskConfig:
     return ArithmeticTaskConfig(**OmegaConf.load(run_dir / "config.yaml").data.task)
 
 
-def make_eval_verifier(cfg: DictConfig, run_dir: Path | None = None):
+def make_eval_verifier(cfg: DictConfig, task: ArithmeticTaskConfig):
     """The arithmetic task's step-checking verifier (as in training), math-verify otherwise."""
     if cfg.benchmark != "arithmetic":
         return Verifier()
-    return ArithmeticVerifier(self_check=run_task(run_dir).check != "none")
+    return ArithmeticVerifier(self_check=task.check != "none")
 
 
 def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:
@@ -147,7 +148,8 @@ def evaluate(cfg: DictConfig) -> dict:
     incorrect_id = (
         resolve_single_token(tokenizer, incorrect, "self_reward.incorrect_token") if incorrect else None
     )
-    records = load_records(cfg, tokenizer, run_dir)
+    task = run_task(run_dir)
+    records = load_records(cfg, tokenizer, task)
     policy = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if torch.cuda.is_available():
         policy = policy.cuda()
@@ -156,7 +158,7 @@ def evaluate(cfg: DictConfig) -> dict:
     sampler = make_sampler(ro, tokenizer, token_id, cfg.seed, ro.eval_temperature, stop_ids)
     if incorrect_id is not None:  # the SFT loss's second verdict token is never sampled, as in training
         sampler.ban(incorrect_id)
-    verifier = make_eval_verifier(cfg, run_dir)
+    verifier = make_eval_verifier(cfg, task)
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
         cfg.batch_size, loss=settings["loss"],

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 import pytest
 import torch
 
-from laser.configs import ArithmeticTaskConfig, RewardConfig
-from laser.data.arithmetic import arithmetic_dataset, check_steps, fold_steps, make_problem
-from laser.models.base_policy import sft_batch, solution_nll
+from laser.configs import ArithmeticTaskConfig, BaseSFTConfig, ModelConfig, RewardConfig, validate
+from laser.data.arithmetic import (
+    ANSWER_MARKER,
+    CHECK_OFFSETS,
+    CHECK_START,
+    arithmetic_dataset,
+    check_steps,
+    difference_step,
+    fold_steps,
+    make_problem,
+)
+from laser.models.base_policy import config_key, sft_batch, solution_nll
+from laser.models.factory import warmup_key
 from laser.rewards import make_verifier
-from laser.rewards.arithmetic import worked_solution_correct
+from laser.rewards.arithmetic import check_agrees, listed_choices, worked_solution_correct
 from laser.rollout.logprobs import sequence_logprobs
 
-from helpers import char_tokenizer, tiny_model
+from helpers import char_tokenizer, compose_train, tiny_model
 
 
 def test_the_check_adds_the_signed_terms_back_from_the_last() -> None:
@@ -82,6 +93,8 @@ def test_the_plain_task_is_unchanged_and_bad_settings_are_rejected() -> None:
         ArithmeticTaskConfig(ops="+*", check="reverse")
     with pytest.raises(ValueError, match=r"data\.task\.check_errors=0\.2 is invalid"):
         ArithmeticTaskConfig(check_errors=0.2)
+    with pytest.raises(ValueError, match=r"data\.task\.check_errors=0\.2 is invalid"):
+        arithmetic_dataset(train_size=50, eval_size=10, check_errors=0.2)  # the config's rules
 
 
 def test_the_warm_up_loss_leaves_the_given_context_out() -> None:
@@ -125,3 +138,76 @@ def test_the_verdict_follows_eos_inside_the_loss() -> None:
         logp = sequence_logprobs(model, batch, None).logp[0]
         expected = -logp.sum() / (len(solutions[0]) + 2)
         assert torch.allclose(solution_nll(model, tok, prompts, solutions, None, verdicts), expected)
+
+
+def test_a_weighted_verdict_counts_as_that_many_solution_tokens() -> None:
+    tok, model = char_tokenizer(), tiny_model()
+    prompts, given, solutions, verdicts = (
+        ["1+2=", "3-1="],
+        ["1+2=4;", ""],
+        [" 2+1=3 #### 4", "3-1=2 #### 2"],
+        ["n", "y"],
+    )
+    texts = [g + s for g, s in zip(given, solutions, strict=True)]
+    with torch.no_grad():
+        logp = sequence_logprobs(model, sft_batch(tok, prompts, texts, verdicts), None).logp
+        loss = solution_nll(model, tok, prompts, solutions, given, verdicts, after_eos_weight=5.0)
+    ends = [len(t) + 1 for t in texts]  # one token per character, then EOS; the verdict follows
+    solution_part = logp[0, len(given[0]) : ends[0]].sum() + logp[1, : ends[1]].sum()
+    verdict_part = logp[0, ends[0]] + logp[1, ends[1]]
+    count = (ends[0] - len(given[0])) + ends[1]
+    expected = -(solution_part + 5.0 * verdict_part) / (count + 2 * 5.0)
+    assert torch.allclose(loss, expected)
+    unweighted = solution_nll(model, tok, prompts, solutions, given, verdicts)
+    assert torch.allclose(solution_nll(model, tok, prompts, solutions, given, verdicts, 1.0), unweighted)
+    assert not torch.allclose(loss, unweighted)
+
+
+def test_the_verdict_weight_keeps_the_warm_up_key_until_it_is_used() -> None:
+    tok = char_tokenizer()
+    model = ModelConfig(name_or_path=None)
+    key = warmup_key(model, tok, {"task": 1}, 0)
+    old = {k: v for k, v in asdict(model).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
+    del old["base_sft"]["verdict_weight"]  # the key from before the field existed
+    assert key == config_key({"model": old, "task": {"task": 1}, "vocab": tok.get_vocab(), "seed": 0})
+    weighted = ModelConfig(name_or_path=None, base_sft=BaseSFTConfig(verdict_weight=30.0))
+    assert warmup_key(weighted, tok, {"task": 1}, 0) != key
+
+
+def test_check_agreement_compares_the_check_with_the_forward_steps() -> None:
+    assert check_agrees("12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40")
+    assert not check_agrees("12+35=47, 47-7=41; -7+35=28, 28+12=40 #### 41")
+    assert not check_agrees("12+35=47, 47-7=40 #### 40")  # no check
+    assert listed_choices("40;-13;61;7:12+35-7=") == ["40", "-13", "61", "7"]
+    assert listed_choices("12+35-7=") == []
+
+
+def test_the_difference_check_ends_in_zero_exactly_when_the_steps_are_right() -> None:
+    assert difference_step(40, 40) == "40-40=0" and difference_step(41, -3) == "41+3=44"
+    p = make_problem([12, 35, 7], ["+", "-"], check="difference")
+    assert p.solution == "12+35=47, 47-7=40; -7+35=28, 28+12=40; 40-40=0 #### 40"
+    data = arithmetic_dataset(train_size=400, eval_size=20, check="difference", check_errors=0.25)
+    train = data["train"].to_list()
+    for r in train:
+        diff = int(r["solution"].split(ANSWER_MARKER)[0].split(CHECK_START)[-1].split("=")[-1])
+        if r["given"]:  # the forward steps' carried error is the difference
+            assert diff in CHECK_OFFSETS and not check_agrees(r["given"] + r["solution"])
+        else:
+            assert diff == 0 and check_agrees(r["solution"])
+            assert worked_solution_correct(r["prompt"], r["solution"], r["answer"], self_check=True)
+    assert 0.2 < sum(bool(r["given"]) for r in train) / len(train) < 0.3
+
+
+def test_a_scored_check_must_be_the_right_check(tmp_path) -> None:
+    right = "12+35=47, 47-7=40; -7+35=28, 28+12=40; 40-40=0 #### 40"
+    wrong_check = right.replace("28+12=40;", "28+12=41;")
+    wrong_difference = right.replace("40-40=0", "40-40=1")
+    for response, scored in ((right, True), (wrong_check, False), (wrong_difference, False)):
+        assert worked_solution_correct("12+35-7=", response, "40", True, "difference") == scored
+        assert worked_solution_correct("12+35-7=", response, "40", True)  # unscored: the steps only
+    assert not worked_solution_correct("12+35-7=", right, "40", True, "reverse")  # not the task's check
+    task = ArithmeticTaskConfig(check="difference", check_errors=0.25)
+    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored"), task)
+    assert verifier([right, wrong_check], ["40", "40"], ["12+35-7="] * 2).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"reward\.check='scored' is invalid"):
+        validate(compose_train(tmp_path, ["reward.check=scored"], debug=None))

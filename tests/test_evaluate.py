@@ -84,7 +84,7 @@ def test_a_benchmark_answered_all_right_or_all_wrong_writes_its_files(
     policy_dir: Path, tmp_path: Path, monkeypatch, right: bool
 ) -> None:
     monkeypatch.setattr(
-        evaluate_module, "make_eval_verifier", lambda cfg, run_dir=None: ConstantVerifier(float(right))
+        evaluate_module, "make_eval_verifier", lambda cfg, task: ConstantVerifier(float(right))
     )
     evaluate(eval_config(policy_dir, tmp_path, "num_samples=4"))
     summary, verify, problems = read_outputs(tmp_path / "eval")

@@ -44,6 +44,7 @@ GRIDS = {
     "ablate_verify_loss": {"algo.self_reward.loss": 2},
     "self_reward_only": {},
     "self_check": {},
+    "check_difference": {},
     "answer_choices": {},
 }
 

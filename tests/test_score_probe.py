@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 
-from laser.eval.score_probe import Samples, main, references, train_score, verdict_rankings
+from laser.configs import ArithmeticTaskConfig
+from laser.data.arithmetic import arithmetic_dataset
+from laser.eval.score_probe import (
+    Samples,
+    main,
+    references,
+    task_references,
+    train_score,
+    verdict_on_warm_up_rows,
+    verdict_rankings,
+)
 from laser.rollout.generate import generate
 
 from helpers import add_logit_bias, char_tokenizer, encode_prompts, tiny_model
@@ -64,3 +75,33 @@ def test_verdict_rankings_read_the_log_odds_of_two_tokens_after_eos() -> None:
     assert math.isclose(forward["verdict_pooled"], 1 - swapped["verdict_pooled"], abs_tol=1e-6)
     assert math.isclose(forward["verdict_within"], 1 - swapped["verdict_within"], abs_tol=1e-6)
     assert 0.0 <= forward["verdict_within"] <= 1.0
+
+
+def test_task_references_read_the_check_and_the_listed_answers_off_the_responses() -> None:
+    # two prompts x 2 samples; rows 0 and 2 right, 1 and 3 wrong
+    texts = [
+        "1+2=3, 3+4=7; 4+2=6, 6+1=7 #### 7",  # right, the check agrees
+        "1+2=3, 3+4=8; 4+2=6, 6+1=7 #### 8",  # wrong, the check disagrees
+        "5-1=4, 4+1=5; 1-1=0, 0+5=5 #### 5",  # right, agrees
+        "5-1=3, 3+1=4; 1-1=0, 0+5=4 #### 4",  # wrong, agrees with its wrong fold
+    ]
+    prompts = ["9;7:1+2+4="] * 2 + ["5;4:5-1+1="] * 2
+    rollout = SimpleNamespace(finished=torch.ones(4, dtype=torch.bool))
+    samples = Samples(
+        rollout, torch.tensor([True, False, True, False]), 2, texts, prompts, ["7"] * 2 + ["5"] * 2
+    )
+    refs = task_references(samples, ArithmeticTaskConfig(check="reverse", choices=2))
+    assert refs["check_agrees_right"] == 1.0 and refs["check_agrees_wrong"] == 0.5
+    # prompt 1: the oracle ranks right over wrong; prompt 2: a tie
+    assert math.isclose(refs["check_oracle_within"], 0.75)
+    assert refs["wrong_answers_listed"] == 0.5  # 8 is not listed, 4 is
+    assert task_references(samples, ArithmeticTaskConfig()) == {}
+
+
+def test_the_verdict_is_also_ranked_on_the_warm_ups_own_rows() -> None:
+    tok = char_tokenizer()
+    split = arithmetic_dataset(train_size=96, eval_size=4, check="reverse", check_errors=0.25)["train"]
+    policy = tiny_model(tok)
+    forward, swapped = (verdict_on_warm_up_rows(policy, split, tok, v, n=80) for v in ("yn", "ny"))
+    assert set(forward) == {"verdict_warm_up_rows"}
+    assert math.isclose(forward["verdict_warm_up_rows"], 1 - swapped["verdict_warm_up_rows"], abs_tol=1e-6)

@@ -5,8 +5,15 @@
 Both algorithms start from the same base policy (the default config's, built or loaded from the
 cache) and run the same prompts, interleaved round by round in one process with pinned torch threads.
 LaSeR runs with both warm-ups at 0, so every step pays for everything it adds: the in-rollout score
-step, the MSE and the advantage mixing. Medians over all timed steps are compared; each round's
-ratio is printed too (its spread shows how much the two policies' paths differ by seed).
+step, the MSE and the advantage mixing. Two comparisons:
+
+    from the base   every step starts again from the base policy (weights and optimiser state put
+                    back after it), so at step k both algorithms sample the very same responses
+                    and the steps pair up: the ratio of medians over all steps, and the median of
+                    the paired ratios, are the cost of what LaSeR adds, on identical work
+    free-running    each algorithm trains on; after the first step the two policies sample
+                    different responses (other lengths), so a round's ratio also carries how the
+                    policies drifted apart (each round's ratio is printed: its spread shows it)
 
 The score's cost at inference is measured on the same seeded samples generated with and without it
 (medians over repeats, the cost itself as the median of paired differences, decoding steps
@@ -52,8 +59,28 @@ class StepTimer(Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def time_steps(run, algo, base, tokenizer, datamodule, token_id, steps: int, seed: int) -> list[float]:
-    """Per-step times of `steps` training steps from a fresh copy of the base policy."""
+class FromBase(Callback):
+    """Puts the policy's weights and optimiser state back after every step, so every step starts
+    from the base policy, and counts each step's response tokens (same for both algorithms)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+
+    def on_train_start(self, trainer, module) -> None:
+        self.weights = copy.deepcopy(module.policy.state_dict())
+        self.optimiser = copy.deepcopy(trainer.optimizers[0].state_dict())
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.tokens.append(int(module.last_samples["rollout"].response_mask.sum()))
+        module.policy.load_state_dict(self.weights)
+        trainer.optimizers[0].load_state_dict(self.optimiser)
+
+
+def time_steps(
+    run, algo, base, tokenizer, datamodule, token_id, steps: int, seed: int, from_base: FromBase | None = None
+) -> list[float]:
+    """Per-step times of `steps` training steps from a fresh copy of the base policy (every step
+    from it again with `from_base`)."""
     L.seed_everything(seed, verbose=False)
     module = LaserModule(
         copy.deepcopy(base),
@@ -68,7 +95,7 @@ def time_steps(run, algo, base, tokenizer, datamodule, token_id, steps: int, see
     trainer = L.Trainer(
         max_steps=steps,
         logger=False,
-        callbacks=[timer],
+        callbacks=[timer] if from_base is None else [timer, from_base],  # timed first
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -127,6 +154,44 @@ def time_reencoding(model: torch.nn.Module, rollout, token_id: int) -> float:
     return time.perf_counter() - start
 
 
+def benchmark_algos(run) -> dict:
+    """LaSeR with both warm-ups at 0 (every step scores, adds the MSE and mixes), and GRPO."""
+    sr = replace(run.algo.self_reward, reasoning_warmup_steps=0, self_reward_warmup_steps=0)
+    return {
+        "laser": replace(run.algo, self_reward=sr),
+        "grpo": replace(run.algo, name="grpo", self_reward=replace(sr, alpha=0.0, tau=0.0)),
+    }
+
+
+def compare(setup: tuple, rounds: int, steps: int, from_base: bool) -> dict:
+    """Step times of each algorithm over `rounds` rounds of `steps` steps (round r seeded r, the
+    order alternating), each round's ratio of medians, and (from the base) each step's response
+    tokens. `setup`: (run, algos, base, tokenizer, datamodule, token_id)."""
+    run, algos, base, tokenizer, datamodule, token_id = setup
+    times: dict[str, list[float]] = {name: [] for name in algos}
+    tokens: dict[str, list[int]] = {name: [] for name in algos}
+    round_ratios = []
+    for r in range(rounds):
+        order = list(algos) if r % 2 == 0 else list(reversed(algos))
+        this = {}
+        for name in order:
+            reset = FromBase() if from_base else None
+            this[name] = time_steps(run, algos[name], base, tokenizer, datamodule, token_id, steps, r, reset)
+            times[name] += this[name]
+            tokens[name] += [] if reset is None else reset.tokens[1:]  # as the times: the first left out
+        round_ratios.append(statistics.median(this["laser"]) / statistics.median(this["grpo"]))
+    return {"times": times, "tokens": tokens, "round_ratios": round_ratios}
+
+
+def print_comparison(title: str, result: dict, target: str = "") -> None:
+    times = result["times"]
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"{title}:")
+    print(f"  GRPO  step time (median of {len(times['grpo'])}): {med['grpo'] * 1e3:8.1f} ms")
+    print(f"  LaSeR step time (median of {len(times['laser'])}): {med['laser'] * 1e3:8.1f} ms")
+    print(f"  LaSeR / GRPO step-time ratio: {med['laser'] / med['grpo']:.3f}{target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rounds", type=int, default=8)
@@ -149,28 +214,19 @@ def main() -> None:
         run.model, tokenizer, data["train"], dataset_key(run.data), cfg.paths.cache_dir, 0
     )
 
-    sr = replace(run.algo.self_reward, reasoning_warmup_steps=0, self_reward_warmup_steps=0)
-    algos = {
-        "laser": replace(run.algo, self_reward=sr),
-        "grpo": replace(run.algo, name="grpo", self_reward=replace(sr, alpha=0.0, tau=0.0)),
-    }
-    times: dict[str, list[float]] = {name: [] for name in algos}
-    round_ratios = []  # each round's, to show the spread: the two policies' paths differ by seed
-    for r in range(args.rounds):
-        order = list(algos) if r % 2 == 0 else list(reversed(algos))
-        this = {}
-        for name in order:
-            this[name] = time_steps(run, algos[name], base, tokenizer, datamodule, token_id, args.steps, r)
-            times[name] += this[name]
-        round_ratios.append(statistics.median(this["laser"]) / statistics.median(this["grpo"]))
-    med = {name: statistics.median(t) for name, t in times.items()}
+    setup = (run, benchmark_algos(run), base, tokenizer, datamodule, token_id)
+    paired = compare(setup, args.rounds, args.steps, from_base=True)
+    free = compare(setup, args.rounds, args.steps, from_base=False)
     gen = score_share(run, base, tokenizer, datamodule, token_id, args.repeats)
 
     print(f"threads={args.threads} rounds={args.rounds} steps/round={args.steps}")
-    print(f"GRPO  step time (median of {len(times['grpo'])}): {med['grpo'] * 1e3:8.1f} ms")
-    print(f"LaSeR step time (median of {len(times['laser'])}): {med['laser'] * 1e3:8.1f} ms")
-    ratios = ", ".join(f"{x:.3f}" for x in round_ratios)
-    print(f"LaSeR / GRPO step-time ratio: {med['laser'] / med['grpo']:.3f}  (target <= 1.03)")
+    print_comparison("from the base policy at every step (same responses)", paired, "  (target <= 1.03)")
+    same = paired["tokens"]["laser"] == paired["tokens"]["grpo"]
+    print(f"  response tokens of every step the same for both: {'yes' if same else 'NO'}")
+    pairs = zip(paired["times"]["laser"], paired["times"]["grpo"], strict=True)
+    print(f"  median of the paired per-step ratios: {statistics.median(a / b for a, b in pairs):.3f}")
+    print_comparison("free-running (the policies drift apart)", free)
+    ratios = ", ".join(f"{x:.3f}" for x in free["round_ratios"])
     print(f"  each round's ratio of medians: {ratios}")
     off, on, again = gen["off"], gen["on"], gen["reencode"]
     for label, g in (("without score", off), ("with in-rollout score", on)):

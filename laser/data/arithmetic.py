@@ -15,6 +15,10 @@ ends, after its EOS, with a verdict: the first for right steps, the second for a
 policy never samples past EOS; the verdict teaches the network to compare the check with the
 fold at the position where LaSeR reads its score.
 
+With `check="difference"` the check is followed by the steps' result minus the check's
+(`...; -7+35=28, 28+12=40; 40-40=0 #### 40`): a response whose check disagrees with its steps ends
+with a nonzero difference, a token or two before EOS, where LaSeR reads its score.
+
 With `choices` > 0 the prompt first lists that many candidate answers, the right one among
 distractors drawn uniformly from the answers the task can have (`40;-13;61;7:12+35-7=`). The
 solution is the same; the list makes a wrong final answer cheap to spot (is it one of the listed
@@ -24,10 +28,11 @@ numbers?) while computing the right one costs as much as before.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 from datasets import Dataset, DatasetDict
+
+from laser.configs import ArithmeticTaskConfig
 
 ANSWER_MARKER = "####"
 CHOICES_END = ":"  # ends the list of candidate answers that starts a prompt
@@ -37,11 +42,14 @@ CHECK_OFFSETS = (-10, -2, -1, 1, 2, 10)  # the error a practice row's forward st
 
 @dataclass(frozen=True)
 class ArithmeticProblem:
-    """One problem: the prompt text, its worked solution and the final answer."""
+    """One problem: the prompt text, its worked solution and the final answer, and the operands
+    and operators it was built from."""
 
     prompt: str
     solution: str
     answer: str
+    operands: tuple[int, ...] = ()
+    ops: tuple[str, ...] = ()
 
 
 def apply_op(op: str, a: int, b: int) -> int:
@@ -78,19 +86,35 @@ def check_steps(operands: list[int], ops: list[str]) -> str:
     return ", ".join(steps)
 
 
+def difference_step(steps_result: int, check_result: int) -> str:
+    """`a-b=d`: the steps' result minus the check's (`40-40=0`; `41+3=44` for a check of -3)."""
+    sign = "-" if check_result >= 0 else "+"
+    return f"{steps_result}{sign}{abs(check_result)}={steps_result - check_result}"
+
+
+def check_text(operands: list[int], ops: list[str], steps_result: int, check: str) -> str:
+    """What follows the forward steps' `;`: the reverse check and, with "difference", the steps'
+    result minus the check's after a second `;`."""
+    text = check_steps(operands, ops)
+    if check == "difference":
+        right = fold_steps(operands, ops)[1]  # the check adds the prompt's terms: always right
+        text += f"{CHECK_START} {difference_step(steps_result, right)}"
+    return text
+
+
 def make_problem(
     operands: list[int], ops: list[str], choices: list[int] | None = None, check: str = "none"
 ) -> ArithmeticProblem:
     """Build the prompt, worked solution and answer for `operands[0] ops[0] operands[1] ...`, the
     prompt led by the candidate answers `choices` when given, the solution checking itself with
-    `check="reverse"`."""
+    `check="reverse"` or `"difference"`."""
     expr = str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:], strict=True))
     steps, acc = fold_steps(operands, ops)
-    if check == "reverse":
-        steps += f"{CHECK_START} {check_steps(operands, ops)}"
+    if check != "none":
+        steps += f"{CHECK_START} {check_text(operands, ops, acc, check)}"
     solution = f"{steps} {ANSWER_MARKER} {acc}"
     listed = "" if not choices else ";".join(map(str, choices)) + CHOICES_END
-    return ArithmeticProblem(prompt=f"{listed}{expr}=", solution=solution, answer=str(acc))
+    return ArithmeticProblem(f"{listed}{expr}=", solution, str(acc), tuple(operands), tuple(ops))
 
 
 def answer_range(num_operands: int, max_operand: int, ops: str) -> tuple[int, int]:
@@ -116,12 +140,14 @@ def draw_choices(answer: int, n: int, bounds: tuple[int, int], rng: random.Rando
     return out
 
 
-def practice_row(operands: list[int], ops: list[str], rng: random.Random) -> tuple[str, str]:
+def practice_row(
+    operands: list[int], ops: list[str], rng: random.Random, check: str = "reverse"
+) -> tuple[str, str]:
     """(given, solution) of a check-practice row: forward steps with one error carried forward
-    (context without loss), then the right check and the fold's wrong answer."""
+    (context without loss), then the right check (and difference) and the fold's wrong answer."""
     error = (rng.randrange(len(ops)), rng.choice(CHECK_OFFSETS))
     steps, acc = fold_steps(operands, ops, error)
-    return f"{steps}{CHECK_START}", f" {check_steps(operands, ops)} {ANSWER_MARKER} {acc}"
+    return f"{steps}{CHECK_START}", f" {check_text(operands, ops, acc, check)} {ANSWER_MARKER} {acc}"
 
 
 def _sample_problems(
@@ -179,14 +205,11 @@ def arithmetic_dataset(
     and, with two `check_verdicts` characters, `verdict`: the first on rows whose steps are right,
     the second on practice rows (the warm-up writes it after EOS).
     """
-    if check_errors and check != "reverse":
-        raise ValueError(f"data.task.check_errors={check_errors} needs data.task.check=reverse")
-    if check_verdicts and (len(check_verdicts) != 2 or not check_errors):
-        raise ValueError(
-            f"data.task.check_verdicts={check_verdicts!r} needs two characters and check_errors > 0"
-        )
-    if check == "reverse" and not set(ops) <= set("+-"):
-        raise ValueError(f"data.task.check=reverse needs ops of '+' and '-' only, got ops={ops!r}")
+    ArithmeticTaskConfig(  # one source for the settings' rules: raises on bad ones
+        num_operands=num_operands, max_operand=max_operand, ops=ops, train_size=train_size,
+        eval_size=eval_size, seed=seed, choices=choices, check=check, check_errors=check_errors,
+        check_verdicts=check_verdicts,
+    )  # fmt: skip
     rng = random.Random(seed)
     args = (train_size + eval_size, num_operands, max_operand, ops, rng, choices, check)
     problems = _sample_problems(*args)
@@ -198,7 +221,7 @@ def arithmetic_dataset(
             "answer": [p.answer for p in items],
         }
         if practice:
-            add_practice_rows(columns, practice, random.Random(seed + 1))
+            add_practice_rows(columns, items, practice, random.Random(seed + 1), check)
             if check_verdicts:
                 columns["verdict"] = [check_verdicts[bool(g)] for g in columns["given"]]
         return Dataset.from_dict(columns)
@@ -207,11 +230,17 @@ def arithmetic_dataset(
     return DatasetDict(train=train, eval=to_dataset(problems[:eval_size]))
 
 
-def add_practice_rows(columns: dict[str, list[str]], frac: float, rng: random.Random) -> None:
-    """Make a `frac` share of the rows check-practice rows (`practice_row`), in place."""
-    given = [""] * len(columns["prompt"])
+def add_practice_rows(
+    columns: dict[str, list[str]],
+    problems: list[ArithmeticProblem],
+    frac: float,
+    rng: random.Random,
+    check: str = "reverse",
+) -> None:
+    """Make a `frac` share of the rows (those of `problems`) check-practice rows (`practice_row`),
+    in place."""
+    given = [""] * len(problems)
     for i in rng.sample(range(len(given)), round(frac * len(given))):
-        expr = columns["prompt"][i].split(CHOICES_END)[-1].rstrip("=")
-        operands = [int(x) for x in re.findall(r"\d+", expr)]
-        given[i], columns["solution"][i] = practice_row(operands, re.findall(r"[+\-*]", expr), rng)
+        p = problems[i]
+        given[i], columns["solution"][i] = practice_row(list(p.operands), list(p.ops), rng, check)
     columns["given"] = given

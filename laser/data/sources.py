@@ -15,6 +15,7 @@ from datasets import Dataset, DatasetDict
 from laser.configs import DataConfig, FilesConfig
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.benchmarks import BENCHMARKS, load_benchmark, load_training_set
+from laser.utils.keys import without_off_values
 
 log = logging.getLogger(__name__)
 _USE_CHAT_TEMPLATE = {"auto": None, "chat": True, "plain": False}
@@ -41,8 +42,7 @@ def dataset_key(cfg: DataConfig) -> dict:
     fields added since are left out at their "off" value, so existing caches stay valid)."""
     if cfg.source != "arithmetic":
         return {"files": asdict(cfg.files)}
-    task = asdict(cfg.task)
-    return {k: v for k, v in task.items() if k not in _ADDED_TASK_FIELDS or v != _ADDED_TASK_FIELDS[k]}
+    return without_off_values(asdict(cfg.task), _ADDED_TASK_FIELDS)
 
 
 def files_dataset(cfg: FilesConfig, tokenizer) -> DatasetDict:

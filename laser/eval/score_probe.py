@@ -16,6 +16,12 @@ Two references are computed on the same held-out samples:
                  the policy found them, information the last-token score can only use if the
                  network recomputes it at the EOS position
 
+and, where the arithmetic task's options make them exist (`task_references`): with a self-check,
+how often the check ends where the steps did on right and on wrong responses, and an oracle score
+that reads that agreement (`check_oracle_*`); with candidate answers, the share of wrong final
+answers that are listed ones. With --verdicts, the warm-up's own verdict after EOS is ranked too,
+on the held-out samples and on the warm-up's own training rows (`verdict_warm_up_rows`).
+
 A pooled AUROC that rises while the within-prompt AUROC stays at 0.5 means the score has learned
 how hard a prompt is, not whether a response is right. The policy is the configured base policy
 (the cached warm-up, e.g. with model.tiny.num_layers=4) or, with --policy, an exported one (a
@@ -27,7 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
@@ -37,9 +43,12 @@ from laser.assembly import load_inputs, make_samplers
 from laser.configs import validate
 from laser.data.collate import PromptCollator
 from laser.data.sources import dataset_key
+from laser.models.base_policy import sft_batch
 from laser.models.factory import make_base_policy
 from laser.models.loading import load_pretrained, stop_token_ids
 from laser.rewards import make_verifier
+from laser.rewards.arithmetic import check_agrees, listed_choices
+from laser.rewards.verifier import extract_answer
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.tokens import resolve_single_token
 from laser.rollout.types import Rollout
@@ -56,6 +65,9 @@ class Samples:
     rollout: Rollout
     correct: torch.Tensor  # (P * K,) bool
     group_size: int
+    texts: list[str] = field(default_factory=list)  # (P * K,) decoded responses
+    prompts: list[str] = field(default_factory=list)  # (P * K,) their prompts
+    answers: list[str] = field(default_factory=list)  # (P * K,) the reference answers
 
     def grid(self, x: torch.Tensor) -> torch.Tensor:
         """(P * K,) -> (P, K)."""
@@ -65,17 +77,20 @@ class Samples:
 def draw(policy, sampler, verifier, records: list[dict], group_size: int) -> Samples:
     """`group_size` completions of `policy` for every record, with their verifier verdicts."""
     collate = PromptCollator(sampler.tokenizer)
-    parts, correct = [], []
+    parts, correct, texts, prompts, answers = [], [], [], [], []
     per_batch = max(1, BATCH // group_size)
     with torch.no_grad():
         for start in range(0, len(records), per_batch):
             batch = collate(records[start : start + per_batch])
             rollout = sampler.sample(policy, batch, group_size=group_size, score=False)
-            prompts = [p for p in batch.prompts for _ in range(group_size)]
+            prompted = [p for p in batch.prompts for _ in range(group_size)]
             gold = [a for a in batch.answers for _ in range(group_size)]
-            correct.append(verifier(sampler.decode(rollout), gold, prompts) > 0.5)
+            decoded = sampler.decode(rollout)
+            correct.append(verifier(decoded, gold, prompted) > 0.5)
             parts.append(rollout)
-    return Samples(Rollout.cat(parts, sampler.tokenizer.pad_token_id), torch.cat(correct), group_size)
+            texts, prompts, answers = texts + decoded, prompts + prompted, answers + gold
+    rollout = Rollout.cat(parts, sampler.tokenizer.pad_token_id)
+    return Samples(rollout, torch.cat(correct), group_size, texts, prompts, answers)
 
 
 def z_logprobs(model, rollout: Rollout, token_id: int) -> torch.Tensor:
@@ -107,6 +122,26 @@ def references(policy, samples: Samples) -> dict[str, float]:
     }
 
 
+def task_references(samples: Samples, task) -> dict[str, float]:
+    """What the arithmetic task's options make visible in the responses (`task`: its config):
+    with `check=reverse`, how often the check ends where the forward steps did, on right and on
+    wrong responses, and the AUROCs of an oracle score that reads that agreement; with `choices`,
+    the share of wrong final answers that are listed candidates (guessed from the list)."""
+    done = samples.rollout.finished
+    out: dict[str, float] = {}
+    if task.check != "none":
+        agree = torch.tensor([check_agrees(t) for t in samples.texts])
+        for name, rows in (("right", samples.correct & done), ("wrong", ~samples.correct & done)):
+            out[f"check_agrees_{name}"] = agree[rows].float().mean().item()
+        out |= {f"check_oracle_{k}": v for k, v in rankings(agree.float(), samples).items()}
+    if task.choices:
+        given = [extract_answer(t) for t in samples.texts]
+        wrong = [i for i, (g, a) in enumerate(zip(given, samples.answers, strict=True)) if g != a and done[i]]
+        listed = [given[i] in listed_choices(samples.prompts[i]) for i in wrong]
+        out["wrong_answers_listed"] = sum(listed) / max(len(listed), 1)
+    return out
+
+
 def verdict_rankings(policy, samples: Samples, tokenizer, verdicts: str) -> dict[str, float]:
     """AUROCs of the warm-up's verdict after EOS, log p(first) - log p(second) (the policy's own
     judge, `data.task.check_verdicts`): the prompted-verification baseline of such a policy."""
@@ -117,6 +152,23 @@ def verdict_rankings(policy, samples: Samples, tokenizer, verdicts: str) -> dict
         ]
     odds = torch.cat([p.z_logp - p.incorrect_logp for p in parts])
     return {f"verdict_{name}": value for name, value in rankings(odds, samples).items()}
+
+
+def verdict_on_warm_up_rows(policy, split, tokenizer, verdicts: str, n: int = 2048) -> dict[str, float]:
+    """AUROC of the warm-up's verdict log-odds on its own first `n` training rows, teacher-forced:
+    right rows against check-practice rows (does the judge learn the task it was taught at all?)."""
+    right, wrong = (resolve_single_token(tokenizer, v, "--verdicts") for v in verdicts)
+    rows = first(split, n)
+    odds = []
+    with torch.no_grad():
+        for start in range(0, len(rows), BATCH):
+            part = rows[start : start + BATCH]
+            texts = [r.get("given", "") + r["solution"] for r in part]
+            batch = sft_batch(tokenizer, [r["prompt"] for r in part], texts)
+            out = sequence_logprobs(policy, batch, right, incorrect_id=wrong)
+            odds.append(out.z_logp - out.incorrect_logp)
+    clean = torch.tensor([not r.get("given") for r in rows])
+    return {"verdict_warm_up_rows": auroc(torch.cat(odds), clean).item()}
 
 
 def train_score(
@@ -224,9 +276,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     done = train.rollout.finished
     # c_ref as the automatic estimate: the policy's mean log p(z) over its own finished samples
     c_ref = z_logprobs(policy, train.rollout, token_id)[done].mean().item()
-    refs = references(policy, held_out)
+    refs = references(policy, held_out) | task_references(held_out, run.data.task)
     if args.verdicts:
         refs |= verdict_rankings(policy, held_out, tokenizer, args.verdicts)
+        refs |= verdict_on_warm_up_rows(policy, data["train"], tokenizer, args.verdicts)
     print(
         f"{len(held_out.correct)} held-out samples, accuracy {held_out.correct.float().mean():.4f}; "
         f"training on {len(train.correct)} (accuracy {train.correct.float().mean():.4f}), c_ref {c_ref:.3f}"

@@ -70,19 +70,29 @@ def solution_nll(
     solutions: list[str],
     given: list[str] | None = None,
     after_eos: list[str] | None = None,
+    after_eos_weight: float = 1.0,
 ) -> torch.Tensor:
     """Mean token NLL of the solutions + EOS given their prompts (the warm-up's loss); `given`
     are response prefixes placed before the solutions as context, outside the loss; `after_eos`
-    texts follow the EOS, inside it."""
-    if given is None:
+    texts follow the EOS, inside it, each of their tokens weighted `after_eos_weight` times a
+    solution token (a weighted mean)."""
+    weighted = after_eos is not None and after_eos_weight != 1.0
+    if given is None and not weighted:
         batch = sft_batch(tokenizer, prompts, solutions, after_eos)
         logp = sequence_logprobs(model, batch, self_reward_id=None).logp
         return -(logp.sum() / batch.response_mask.sum())
-    batch = sft_batch(tokenizer, prompts, [g + s for g, s in zip(given, solutions, strict=True)], after_eos)
+    given = given if given is not None else [""] * len(prompts)
+    texts = [g + s for g, s in zip(given, solutions, strict=True)]
+    batch = sft_batch(tokenizer, prompts, texts, after_eos)
     logp = sequence_logprobs(model, batch, self_reward_id=None).logp  # (N, R)
+    pos = torch.arange(logp.shape[1])
     skip = torch.tensor([len(tokenizer.encode(g, add_special_tokens=False)) for g in given])
-    scored = batch.response_mask.bool() & (torch.arange(logp.shape[1]) >= skip[:, None])
-    return -(logp[scored].sum() / scored.sum())
+    scored = batch.response_mask.bool() & (pos >= skip[:, None])
+    if not weighted:
+        return -(logp[scored].sum() / scored.sum())
+    ends = torch.tensor([len(tokenizer.encode(t, add_special_tokens=False)) + 1 for t in texts])  # + EOS
+    weight = torch.where(pos >= ends[:, None], after_eos_weight, 1.0)[scored]
+    return -((logp[scored] * weight).sum() / weight.sum())
 
 
 def supervised_warmup(
@@ -97,10 +107,11 @@ def supervised_warmup(
     final_lr_frac: float = 0.05,
     given: list[str] | None = None,
     after_eos: list[str] | None = None,
+    after_eos_weight: float = 1.0,
 ) -> float:
     """Train `model` in place on prompt -> solution + EOS (loss on the completion only; a row's
     `given` text, when given, sits between its prompt and solution as context without loss, and
-    its `after_eos` text, a verdict, follows the EOS).
+    its `after_eos` text, a verdict, follows the EOS, its tokens weighted `after_eos_weight`).
 
     Logs progress (step, loss, time left) about ten times. Returns the mean token NLL of the last
     10% of steps.
@@ -116,7 +127,7 @@ def supervised_warmup(
         context = None if given is None else [given[i] for i in idx]
         verdicts = None if after_eos is None else [after_eos[i] for i in idx]
         rows = [prompts[i] for i in idx], [solutions[i] for i in idx]
-        loss = solution_nll(model, tokenizer, *rows, context, verdicts)
+        loss = solution_nll(model, tokenizer, *rows, context, verdicts, after_eos_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

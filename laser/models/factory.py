@@ -11,6 +11,9 @@ import torch
 from laser.configs import ModelConfig
 from laser.models.base_policy import cached_model, config_key, supervised_warmup
 from laser.models.loading import build_tiny_model, load_pretrained
+from laser.utils.keys import without_off_values
+
+_ADDED_SFT_FIELDS = {"verdict_weight": 1.0}  # and their "off" values, left out of the cache key
 
 
 def make_base_policy(
@@ -50,13 +53,20 @@ def make_base_policy(
             final_lr_frac=cfg.base_sft.final_lr_frac,
             given=column(train_split, "given"),
             after_eos=column(train_split, "verdict"),
+            after_eos_weight=cfg.base_sft.verdict_weight,
         )
         return model
 
-    # only what shapes the warm-up: the self-reward token, stop tokens or checkpointing do not
-    model_key = {k: v for k, v in asdict(cfg).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
-    key = config_key({"model": model_key, "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
+    key = warmup_key(cfg, tokenizer, task_key, seed)
     return cached_model(Path(cache_dir) / "base_policy", key, warmed_up).train()
+
+
+def warmup_key(cfg: ModelConfig, tokenizer, task_key: dict, seed: int) -> str:
+    """The warm-up cache key: only what shapes the warm-up (the self-reward token, stop tokens or
+    checkpointing do not), fields added to `base_sft` left out at their "off" value."""
+    model_key = {k: v for k, v in asdict(cfg).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
+    model_key["base_sft"] = without_off_values(model_key["base_sft"], _ADDED_SFT_FIELDS)
+    return config_key({"model": model_key, "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
 
 
 def make_reference(policy: torch.nn.Module) -> torch.nn.Module:

@@ -10,10 +10,13 @@ from laser.rewards.verifier import Verifier
 
 def make_verifier(cfg, task=None) -> Verifier | ArithmeticVerifier:
     """The verifier named by a `RewardConfig`; the arithmetic task's config `task`, when given,
-    says whether solutions end with a self-check (`check`) the step verifier leaves unscored."""
-    options = {k: v for k, v in asdict(cfg).items() if k != "kind"}
+    says whether solutions end with a self-check (`check`), which the step verifier scores only
+    with `check=scored`."""
+    options = {k: v for k, v in asdict(cfg).items() if k not in ("kind", "check")}
+    self_check = task is not None and task.check != "none"
     match cfg.kind:
-        case "arithmetic_steps":
-            return ArithmeticVerifier(self_check=task is not None and task.check != "none")
+        case "arithmetic_steps":  # `validate` has checked that a scored check has a check
+            score_check = task.check if cfg.check == "scored" and self_check else "none"
+            return ArithmeticVerifier(self_check=self_check, score_check=score_check)
         case _:
             return Verifier(**options)

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from laser.data.arithmetic import CHECK_START, CHOICES_END, apply_op
+from laser.data.arithmetic import CHECK_START, CHOICES_END, apply_op, check_text
 from laser.rewards.verifier import extract_answer
 
 _PROMPT = re.compile(r"^\d+(?:[+\-*]\d+)+=$")
@@ -19,10 +19,13 @@ _CHOICES = re.compile(r"^-?\d+(?:;-?\d+)*:")
 _STEP = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
 
 
-def worked_solution_correct(prompt: str, response: str, answer: str, self_check: bool = False) -> bool:
+def worked_solution_correct(
+    prompt: str, response: str, answer: str, self_check: bool = False, score_check: str = "none"
+) -> bool:
     """Whether `response` folds the prompt's expression left to right with every step correct and
-    ends with `#### <answer>` equal to the reference; with `self_check` (the task's
-    `check=reverse`) the check after the steps is not scored."""
+    ends with `#### <answer>` equal to the reference; with `self_check` (the task's `check`) the
+    check after the steps is not scored, unless `score_check` names its kind ('reverse',
+    'difference'): then it must be the right check too, written as the task writes it."""
     prompt = prompt.strip()
     if _CHOICES.match(prompt):  # a list of candidate answers leads the expression
         prompt = prompt.split(CHOICES_END, 1)[1]
@@ -31,8 +34,7 @@ def worked_solution_correct(prompt: str, response: str, answer: str, self_check:
     operands = [int(x) for x in re.findall(r"\d+", prompt)]
     ops = re.findall(r"[+\-*]", prompt)
     body = response.split("####")[0]
-    if self_check:
-        body = body.split(CHECK_START)[0]
+    body, _, written_check = body.partition(CHECK_START) if self_check else (body, "", "")
     steps = [s.strip() for s in body.split(",")]
     if len(steps) != len(ops):
         return False
@@ -44,19 +46,44 @@ def worked_solution_correct(prompt: str, response: str, answer: str, self_check:
         acc = apply_op(op, acc, x)
         if int(m[4]) != acc:
             return False
+    expected = check_text(operands, ops, acc, score_check) if score_check != "none" else None
+    if expected is not None and _squash(written_check) != _squash(expected):
+        return False
     return str(acc) == answer.strip()
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def check_agrees(response: str) -> bool:
+    """Whether a self-checking response's check ends where its forward steps ended
+    (`12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40`: both 40; a difference step after a second
+    `;` is not read); False without a check."""
+    parts = response.split("####")[0].split(CHECK_START)
+    if len(parts) < 2:
+        return False
+    ends = [re.findall(r"=(-?\d+)", part) for part in parts[:2]]
+    return bool(ends[0]) and bool(ends[1]) and ends[0][-1] == ends[1][-1]
+
+
+def listed_choices(prompt: str) -> list[str]:
+    """The candidate answers that lead a prompt (`40;-13;61;7:12+35-7=`), [] without a list."""
+    m = _CHOICES.match(prompt.strip())
+    return m[0].rstrip(CHOICES_END).split(";") if m else []
 
 
 class ArithmeticVerifier:
     """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution (its
-    self-check, with `self_check`, not scored)."""
+    self-check, with `self_check`, scored only when `score_check` names its kind)."""
 
-    def __init__(self, self_check: bool = False) -> None:
+    def __init__(self, self_check: bool = False, score_check: str = "none") -> None:
         self.self_check = self_check
+        self.score_check = score_check
 
     def __call__(self, responses: list[str], answers: list[str], prompts: list[str]) -> torch.Tensor:
         rewards = [
-            float(worked_solution_correct(p, r, a, self_check=self.self_check))
+            float(worked_solution_correct(p, r, a, self.self_check, self.score_check))
             for r, a, p in zip(responses, answers, prompts, strict=True)
         ]
         return torch.tensor(rewards)
