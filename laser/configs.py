@@ -329,7 +329,7 @@ class ArithmeticTaskConfig:
     agree); 'none': they do not."""
     check_errors: float = 0.0
     """Share of the warm-up's rows whose forward steps hold one error (context without loss) and
-    whose target is the check; needs check='reverse'."""
+    whose target is the check; needs a check ('reverse' or 'difference')."""
     check_verdicts: str = ""
     """Two characters written after EOS in the warm-up: the first on right rows, the second on
     practice rows (teaches judging at the score's position); "": none."""

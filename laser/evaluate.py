@@ -19,12 +19,12 @@ from transformers import AutoModelForCausalLM
 
 from laser.assembly import make_sampler
 from laser.catalog import BENCHMARKS, check_data_file
-from laser.configs import ArithmeticTaskConfig, register_schemas
+from laser.configs import ArithmeticTaskConfig, RewardConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
 from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
 from laser.eval.samples import sample_scored
 from laser.models.loading import check_model_source, load_tokenizer, stop_token_ids
-from laser.rewards.arithmetic import ArithmeticVerifier
+from laser.rewards import make_verifier
 from laser.rewards.verifier import Verifier
 from laser.rollout.tokens import resolve_single_token
 from laser.utils.loggers import make_wandb_logger
@@ -108,10 +108,11 @@ def run_task(run_dir: Path | None) -> ArithmeticTaskConfig:
 
 
 def make_eval_verifier(cfg: DictConfig, task: ArithmeticTaskConfig):
-    """The arithmetic task's step-checking verifier (as in training), math-verify otherwise."""
+    """The arithmetic task's step-checking verifier (the steps and the answer; a self-check is not
+    scored), math-verify otherwise."""
     if cfg.benchmark != "arithmetic":
         return Verifier()
-    return ArithmeticVerifier(self_check=task.check != "none")
+    return make_verifier(RewardConfig(kind="arithmetic_steps"), task)
 
 
 def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:

@@ -31,7 +31,7 @@ from helpers import char_tokenizer, compose_train, tiny_model
 def test_the_check_adds_the_signed_terms_back_from_the_last() -> None:
     p = make_problem([12, 35, 7], ["+", "-"], check="reverse")
     assert p.solution == "12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40"
-    assert check_steps([6, 26, 1], ["-", "-"]) == "-1-26=-27, -27+6=-21"
+    assert check_steps([6, 26, 1], ["-", "-"]) == ("-1-26=-27, -27+6=-21", -21)
 
 
 def test_an_error_is_carried_forward_by_the_later_steps() -> None:
@@ -73,7 +73,8 @@ def test_practice_rows_hold_one_carried_error_before_a_right_check() -> None:
         assert results[-1] != int(r["answer"])  # the fold ends wrong ...
         assert r["solution"].endswith(f"#### {results[-1]}")  # ... and the row's answer is the fold's
         check = r["solution"].split(" #### ")[0].strip()
-        assert check == check_steps([terms[0]] + [abs(t) for t in terms[1:]], re.findall(r"[+-]", expr[1:]))
+        operands, ops = [terms[0]] + [abs(t) for t in terms[1:]], re.findall(r"[+-]", expr[1:])
+        assert (check, sum(terms)) == check_steps(operands, ops)
         assert int(check.split("=")[-1]) == sum(terms)  # a right check that disagrees with the fold
         assert not worked_solution_correct(
             r["prompt"], r["given"] + r["solution"], r["answer"], self_check=True

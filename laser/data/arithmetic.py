@@ -76,14 +76,15 @@ def fold_steps(operands: list[int], ops: list[str], error: tuple[int, int] | Non
     return ", ".join(steps), acc
 
 
-def check_steps(operands: list[int], ops: list[str]) -> str:
-    """The signed terms added again from the last one back (`12+35-7`: `-7+35=28, 28+12=40`)."""
+def check_steps(operands: list[int], ops: list[str]) -> tuple[str, int]:
+    """The signed terms added again from the last one back (`12+35-7`: `-7+35=28, 28+12=40`), and
+    the check's result."""
     terms = [operands[0]] + [x if op == "+" else -x for op, x in zip(ops, operands[1:], strict=True)]
     acc, steps = terms[-1], []
     for t in reversed(terms[:-1]):
         steps.append(f"{acc}{'+' if t >= 0 else '-'}{abs(t)}={acc + t}")
         acc += t
-    return ", ".join(steps)
+    return ", ".join(steps), acc
 
 
 def difference_step(steps_result: int, check_result: int) -> str:
@@ -95,10 +96,9 @@ def difference_step(steps_result: int, check_result: int) -> str:
 def check_text(operands: list[int], ops: list[str], steps_result: int, check: str) -> str:
     """What follows the forward steps' `;`: the reverse check and, with "difference", the steps'
     result minus the check's after a second `;`."""
-    text = check_steps(operands, ops)
+    text, check_result = check_steps(operands, ops)
     if check == "difference":
-        right = fold_steps(operands, ops)[1]  # the check adds the prompt's terms: always right
-        text += f"{CHECK_START} {difference_step(steps_result, right)}"
+        text += f"{CHECK_START} {difference_step(steps_result, check_result)}"
     return text
 
 
@@ -179,7 +179,7 @@ def _sample_problems(
 
 def _check_choices(choices: int, bounds: tuple[int, int]) -> None:
     lo, hi = bounds
-    if choices < 0 or choices > hi - lo + 1:
+    if choices > hi - lo + 1:  # choices >= 0 is `ArithmeticTaskConfig`'s rule
         raise ValueError(
             f"data.task.choices={choices} is invalid: use 0 (no list) or at most {hi - lo + 1}, "
             "the number of answers the task can have"

@@ -88,7 +88,9 @@ def draw(policy, sampler, verifier, records: list[dict], group_size: int) -> Sam
             decoded = sampler.decode(rollout)
             correct.append(verifier(decoded, gold, prompted) > 0.5)
             parts.append(rollout)
-            texts, prompts, answers = texts + decoded, prompts + prompted, answers + gold
+            texts += decoded
+            prompts += prompted
+            answers += gold
     rollout = Rollout.cat(parts, sampler.tokenizer.pad_token_id)
     return Samples(rollout, torch.cat(correct), group_size, texts, prompts, answers)
 
@@ -124,7 +126,7 @@ def references(policy, samples: Samples) -> dict[str, float]:
 
 def task_references(samples: Samples, task) -> dict[str, float]:
     """What the arithmetic task's options make visible in the responses (`task`: its config):
-    with `check=reverse`, how often the check ends where the forward steps did, on right and on
+    with a `check`, how often the check ends where the forward steps did, on right and on
     wrong responses, and the AUROCs of an oracle score that reads that agreement; with `choices`,
     the share of wrong final answers that are listed candidates (guessed from the list)."""
     done = samples.rollout.finished

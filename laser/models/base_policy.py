@@ -90,7 +90,7 @@ def solution_nll(
     scored = batch.response_mask.bool() & (pos >= skip[:, None])
     if not weighted:
         return -(logp[scored].sum() / scored.sum())
-    ends = torch.tensor([len(tokenizer.encode(t, add_special_tokens=False)) + 1 for t in texts])  # + EOS
+    ends = (batch.response_ids == tokenizer.eos_token_id).int().argmax(-1) + 1  # past the first EOS
     weight = torch.where(pos >= ends[:, None], after_eos_weight, 1.0)[scored]
     return -((logp[scored] * weight).sum() / weight.sum())
 

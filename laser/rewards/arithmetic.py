@@ -46,9 +46,10 @@ def worked_solution_correct(
         acc = apply_op(op, acc, x)
         if int(m[4]) != acc:
             return False
-    expected = check_text(operands, ops, acc, score_check) if score_check != "none" else None
-    if expected is not None and _squash(written_check) != _squash(expected):
-        return False
+    if score_check != "none":
+        expected = check_text(operands, ops, acc, score_check)
+        if _squash(written_check) != _squash(expected):
+            return False
     return str(acc) == answer.strip()
 
 
