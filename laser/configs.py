@@ -498,10 +498,18 @@ class RewardConfig:
     check: str = "unscored"
     """With a self-checking arithmetic task (`data.task.check`): 'scored' rewards a response only
     when its check (and difference) is right too; 'unscored' scores the steps and the answer."""
+    check_credit: float = 0.0
+    """With a self-checking arithmetic task: the training reward of a response the verifier rejects
+    whose check (and difference) is right for its own forward steps, so that an honest check of a
+    wrong response pays more than one bent to agree with it. Only the advantages see it; the
+    self-reward's target stays the verifier's 0/1. 0 is off."""
 
     def __post_init__(self) -> None:
         _one_of("reward.kind", self.kind, ("math_verify", "arithmetic_steps"))
         _one_of("reward.check", self.check, ("unscored", "scored"))
+        ok = 0 <= self.check_credit < 1
+        fix = "must be in [0, 1): below a right response's 1"
+        _require(ok, "reward.check_credit", self.check_credit, fix)
         _require(self.timeout_s > 0, "reward.timeout_s", self.timeout_s, "must be > 0")
         _require(self.max_answer_chars >= 1, "reward.max_answer_chars", self.max_answer_chars, ">= 1")
         ok = self.num_workers is None or self.num_workers >= 1
@@ -576,6 +584,9 @@ def _check_scored_check_has_a_check(run: RunConfig) -> None:
     ok = run.reward.check != "scored" or (steps and run.data.task.check != "none")
     fix = "'scored' needs reward=arithmetic and data.task.check=reverse or difference; else 'unscored'"
     _require(ok, "reward.check", run.reward.check, fix)
+    ok = run.reward.check_credit == 0 or (steps and run.data.task.check != "none")
+    fix = "a credit needs reward=arithmetic and data.task.check=reverse or difference; else 0"
+    _require(ok, "reward.check_credit", run.reward.check_credit, fix)
 
 
 def _check_switch_fits_the_run(source: RewardSourceConfig, cfg: DictConfig) -> None:

@@ -22,7 +22,12 @@ from laser.data.arithmetic import (
 from laser.models.base_policy import config_key, sft_batch, solution_nll
 from laser.models.factory import warmup_key
 from laser.rewards import make_verifier
-from laser.rewards.arithmetic import check_agrees, listed_choices, worked_solution_correct
+from laser.rewards.arithmetic import (
+    check_agrees,
+    check_right_for_its_steps,
+    listed_choices,
+    worked_solution_correct,
+)
 from laser.rollout.logprobs import sequence_logprobs
 
 from helpers import char_tokenizer, compose_train, tiny_model
@@ -212,3 +217,27 @@ def test_a_scored_check_must_be_the_right_check(tmp_path) -> None:
     assert verifier([right, wrong_check], ["40", "40"], ["12+35-7="] * 2).tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match=r"reward\.check='scored' is invalid"):
         validate(compose_train(tmp_path, ["reward.check=scored"], debug=None))
+
+
+def test_a_check_credit_pays_an_honest_check_of_a_wrong_fold_only(tmp_path) -> None:
+    right = "12+35=47, 47-7=40; -7+35=28, 28+12=40; 40-40=0 #### 40"
+    honest = "12+35=48, 48-7=41; -7+35=28, 28+12=40; 41-40=1 #### 41"  # the check disagrees
+    bent = "12+35=48, 48-7=41; -7+35=28, 28+12=41; 41-41=0 #### 41"  # made to agree: 28+12=41
+    no_check = "12+35=48, 48-7=41 #### 41"
+    responses, prompts = [right, honest, bent, no_check], ["12+35-7="] * 4
+    honest_checks = [check_right_for_its_steps("12+35-7=", r, "difference") for r in responses]
+    assert honest_checks == [True, True, False, False]
+    assert not check_right_for_its_steps("12+35-7=", honest, "reverse")  # the difference is not that check's
+    task = ArithmeticTaskConfig(check="difference", check_errors=0.25)
+    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.25), task)
+    rewards = verifier(responses, ["40"] * 4, prompts)
+    assert rewards.tolist() == [1.0, 0.0, 0.0, 0.0]  # the verifier's 0/1 are unchanged
+    assert verifier.training_rewards(responses, prompts, rewards).tolist() == [1.0, 0.25, 0.0, 0.0]
+    off = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored"), task)
+    assert off.training_rewards(responses, prompts, rewards) is rewards
+    for overrides, match in (
+        (["reward.check_credit=0.5"], r"reward\.check_credit=0\.5 is invalid.*data\.task\.check"),
+        (["+experiment=check_difference", "reward.check_credit=1.0"], r"reward\.check_credit=1\.0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            validate(compose_train(tmp_path, overrides, debug=None))

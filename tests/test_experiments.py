@@ -45,6 +45,7 @@ GRIDS = {
     "self_reward_only": {},
     "self_check": {},
     "check_difference": {},
+    "check_credit": {},
     "answer_choices": {},
 }
 

@@ -145,3 +145,22 @@ def test_after_the_switch_the_verifier_enters_no_loss_term(tmp_path, self_after_
         assert total != pytest.approx(policy, abs=1e-7)
         assert ("train/reward_source/self" in logged) == (self_after_step is not None)
     assert "train/reward/mean" in logged  # the verifier's reward is logged either way
+
+
+class _FlatTrainingRewards(Verifier):
+    """The verifier's 0/1 rewards, but the same training reward for every response."""
+
+    def training_rewards(self, responses, prompts, rewards):
+        return torch.full_like(rewards, 0.5)
+
+
+def test_the_advantages_use_the_training_rewards_and_the_mse_the_verifiers(tmp_path) -> None:
+    """Equal training rewards give zero advantages (no policy loss); the MSE still trains on the
+    verifier's 0/1, which differ across the group."""
+    module = make_module(8)
+    module.verifier = _FlatTrainingRewards()
+    logged = _fit_one_step(module, tmp_path)
+    assert logged["train/reward/training/mean"] == pytest.approx(0.5)
+    assert logged["train/policy/loss"] == pytest.approx(0.0, abs=1e-7)
+    assert logged["train/self_reward/mse"] > 0
+    assert logged["train/loss/total"] == pytest.approx(0.5 * logged["train/self_reward/mse"], rel=1e-5)

@@ -94,11 +94,13 @@ class LaserModule(DataParallelMixin, LightningModule):
         self_only = self_reward_only(step, self.switch)  # then the verifier's reward is only logged
         mixing = mix_on and self.sr.tau > 0 and not self_only
         rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=mixing or self_only)
-        rewards = self.verify(rollout, batch, self.algo.group_size)  # (B*G,)
+        rewards, paid = self.verify(rollout, batch, self.algo.group_size, training=True)  # (B*G,)
         ref = self.reference_pass(rollout)
         scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
-        adv, stats = step_advantages(rewards, scores, rollout.finished, self.algo, mixing, self_only)
-        stats["reward/zero_std_frac"] = zero_variance_frac(rewards, self.algo.group_size)  # no signal
+        adv, stats = step_advantages(paid, scores, rollout.finished, self.algo, mixing, self_only)
+        stats["reward/zero_std_frac"] = zero_variance_frac(paid, self.algo.group_size)  # no signal
+        if paid is not rewards:
+            stats["reward/training/mean"] = paid.float().mean()
         stats = self.mean_over_ranks(stats)  # every rank has as many groups
         alpha = self.sr.alpha if mse_on and not self_only else 0.0  # its target is the verifier's
         stats |= self.update(rollout, rewards, adv, ref, alpha=alpha)
@@ -106,11 +108,18 @@ class LaserModule(DataParallelMixin, LightningModule):
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
         self.log_stage("train", {**stats, **rollout_metrics(rows, self.gather_rows(rewards))})
 
-    def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int) -> torch.Tensor:
-        """(N,) 0/1 verifier rewards of the rollout's responses."""
+    def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int, training: bool = False):
+        """(N,) 0/1 verifier rewards of the rollout's responses; with `training` also the rewards
+        the advantages use: the verifier's `training_rewards` where it has one (the self-reward's
+        target stays the 0/1)."""
         answers = [a for a in batch.answers for _ in range(group_size)]
         prompts = [p for p in batch.prompts for _ in range(group_size)]
-        return self.verifier(self.sampler.decode(rollout), answers, prompts).to(self.device)
+        texts = self.sampler.decode(rollout)
+        rewards = self.verifier(texts, answers, prompts).to(self.device)
+        if not training:
+            return rewards
+        shape = getattr(self.verifier, "training_rewards", None)
+        return rewards, rewards if shape is None else shape(texts, prompts, rewards)
 
     def update(self, rollout, rewards, adv, ref, alpha: float) -> dict[str, torch.Tensor]:
         """Accumulate the step's gradient over micro-batches, then take one optimiser step."""

@@ -12,11 +12,12 @@ def make_verifier(cfg, task=None) -> Verifier | ArithmeticVerifier:
     """The verifier named by a `RewardConfig`; the arithmetic task's config `task`, when given,
     says whether solutions end with a self-check (`check`), which the step verifier scores only
     with `check=scored`."""
-    options = {k: v for k, v in asdict(cfg).items() if k not in ("kind", "check")}
+    options = {k: v for k, v in asdict(cfg).items() if k not in ("kind", "check", "check_credit")}
     self_check = task is not None and task.check != "none"
     match cfg.kind:
         case "arithmetic_steps":  # `validate` has checked that a scored check has a check
             score_check = task.check if cfg.check == "scored" and self_check else "none"
-            return ArithmeticVerifier(self_check=self_check, score_check=score_check)
+            kind = task.check if self_check else "none"
+            return ArithmeticVerifier(self_check, score_check, check_kind=kind, check_credit=cfg.check_credit)
         case _:
             return Verifier(**options)

@@ -68,6 +68,23 @@ def check_agrees(response: str) -> bool:
     return bool(ends[0]) and bool(ends[1]) and ends[0][-1] == ends[1][-1]
 
 
+def check_right_for_its_steps(prompt: str, response: str, kind: str) -> bool:
+    """Whether a self-checking response's check (and difference, with `kind="difference"`) is the
+    one the task writes for the value its own forward steps ended at, right or wrong
+    (`12+35=48, 48-7=41; -7+35=28, 28+12=40; 41-40=1`: an honest check of a wrong fold)."""
+    prompt = prompt.strip()
+    if _CHOICES.match(prompt):
+        prompt = prompt.split(CHOICES_END, 1)[1]
+    body = response.split("####")[0]
+    steps, sep, written_check = body.partition(CHECK_START)
+    ends = re.findall(r"=(-?\d+)", steps)
+    if not _PROMPT.match(prompt) or not sep or not ends:
+        return False
+    operands = [int(x) for x in re.findall(r"\d+", prompt)]
+    ops = re.findall(r"[+\-*]", prompt)
+    return _squash(written_check) == _squash(check_text(operands, ops, int(ends[-1]), kind))
+
+
 def listed_choices(prompt: str) -> list[str]:
     """The candidate answers that lead a prompt (`40;-13;61;7:12+35-7=`), [] without a list."""
     m = _CHOICES.match(prompt.strip())
@@ -78,9 +95,13 @@ class ArithmeticVerifier:
     """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution (its
     self-check, with `self_check`, scored only when `score_check` names its kind)."""
 
-    def __init__(self, self_check: bool = False, score_check: str = "none") -> None:
+    def __init__(
+        self, self_check: bool = False, score_check: str = "none", check_kind: str = "none",
+        check_credit: float = 0.0,
+    ) -> None:  # fmt: skip
         self.self_check = self_check
         self.score_check = score_check
+        self.check_kind, self.check_credit = check_kind, check_credit
 
     def __call__(self, responses: list[str], answers: list[str], prompts: list[str]) -> torch.Tensor:
         rewards = [
@@ -88,3 +109,13 @@ class ArithmeticVerifier:
             for r, a, p in zip(responses, answers, prompts, strict=True)
         ]
         return torch.tensor(rewards)
+
+    def training_rewards(self, responses: list[str], prompts: list[str], rewards: torch.Tensor):
+        """The rewards the advantages use: `rewards`, and `check_credit` for a rejected response
+        whose check is right for its own steps (`check_right_for_its_steps`)."""
+        if not self.check_credit:
+            return rewards
+        pairs = zip(prompts, responses, strict=True)
+        honest = torch.tensor([check_right_for_its_steps(p, r, self.check_kind) for p, r in pairs])
+        credit = self.check_credit * honest.to(rewards)
+        return torch.where(rewards > 0.5, rewards, credit)
