@@ -579,14 +579,14 @@ def validate(cfg: DictConfig) -> RunConfig:
 
 
 def _check_scored_check_has_a_check(run: RunConfig) -> None:
-    """reward.check=scored scores a check only the step verifier on a self-checking task has."""
+    """reward.check=scored and reward.check_credit read a check only the step verifier on a
+    self-checking task has."""
     steps = run.reward.kind == "arithmetic_steps" and run.data.source == "arithmetic"
-    ok = run.reward.check != "scored" or (steps and run.data.task.check != "none")
+    has_check = steps and run.data.task.check != "none"
     fix = "'scored' needs reward=arithmetic and data.task.check=reverse or difference; else 'unscored'"
-    _require(ok, "reward.check", run.reward.check, fix)
-    ok = run.reward.check_credit == 0 or (steps and run.data.task.check != "none")
+    _require(run.reward.check != "scored" or has_check, "reward.check", run.reward.check, fix)
     fix = "a credit needs reward=arithmetic and data.task.check=reverse or difference; else 0"
-    _require(ok, "reward.check_credit", run.reward.check_credit, fix)
+    _require(run.reward.check_credit == 0 or has_check, "reward.check_credit", run.reward.check_credit, fix)
 
 
 def _check_switch_fits_the_run(source: RewardSourceConfig, cfg: DictConfig) -> None:

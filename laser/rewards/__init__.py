@@ -16,8 +16,8 @@ def make_verifier(cfg, task=None) -> Verifier | ArithmeticVerifier:
     self_check = task is not None and task.check != "none"
     match cfg.kind:
         case "arithmetic_steps":  # `validate` has checked that a scored check has a check
-            score_check = task.check if cfg.check == "scored" and self_check else "none"
             kind = task.check if self_check else "none"
-            return ArithmeticVerifier(self_check, score_check, check_kind=kind, check_credit=cfg.check_credit)
+            score_check = kind if cfg.check == "scored" else "none"
+            return ArithmeticVerifier(kind, score_check, cfg.check_credit)
         case _:
             return Verifier(**options)

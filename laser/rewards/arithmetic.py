@@ -26,13 +26,10 @@ def worked_solution_correct(
     ends with `#### <answer>` equal to the reference; with `self_check` (the task's `check`) the
     check after the steps is not scored, unless `score_check` names its kind ('reverse',
     'difference'): then it must be the right check too, written as the task writes it."""
-    prompt = prompt.strip()
-    if _CHOICES.match(prompt):  # a list of candidate answers leads the expression
-        prompt = prompt.split(CHOICES_END, 1)[1]
-    if not _PROMPT.match(prompt) or extract_answer(response) != answer.strip():
+    expression = _expression(prompt)
+    if expression is None or extract_answer(response) != answer.strip():
         return False
-    operands = [int(x) for x in re.findall(r"\d+", prompt)]
-    ops = re.findall(r"[+\-*]", prompt)
+    operands, ops = expression
     body = response.split("####")[0]
     body, _, written_check = body.partition(CHECK_START) if self_check else (body, "", "")
     steps = [s.strip() for s in body.split(",")]
@@ -51,6 +48,17 @@ def worked_solution_correct(
         if _squash(written_check) != _squash(expected):
             return False
     return str(acc) == answer.strip()
+
+
+def _expression(prompt: str) -> tuple[list[int], list[str]] | None:
+    """The operands and operators of a task prompt (after its list of candidate answers, if any),
+    or None when the prompt is not one."""
+    prompt = prompt.strip()
+    if _CHOICES.match(prompt):  # a list of candidate answers leads the expression
+        prompt = prompt.split(CHOICES_END, 1)[1]
+    if not _PROMPT.match(prompt):
+        return None
+    return [int(x) for x in re.findall(r"\d+", prompt)], re.findall(r"[+\-*]", prompt)
 
 
 def _squash(text: str) -> str:
@@ -72,17 +80,12 @@ def check_right_for_its_steps(prompt: str, response: str, kind: str) -> bool:
     """Whether a self-checking response's check (and difference, with `kind="difference"`) is the
     one the task writes for the value its own forward steps ended at, right or wrong
     (`12+35=48, 48-7=41; -7+35=28, 28+12=40; 41-40=1`: an honest check of a wrong fold)."""
-    prompt = prompt.strip()
-    if _CHOICES.match(prompt):
-        prompt = prompt.split(CHOICES_END, 1)[1]
-    body = response.split("####")[0]
-    steps, sep, written_check = body.partition(CHECK_START)
+    expression = _expression(prompt)
+    steps, sep, written_check = response.split("####")[0].partition(CHECK_START)
     ends = re.findall(r"=(-?\d+)", steps)
-    if not _PROMPT.match(prompt) or not sep or not ends:
+    if expression is None or not sep or not ends:
         return False
-    operands = [int(x) for x in re.findall(r"\d+", prompt)]
-    ops = re.findall(r"[+\-*]", prompt)
-    return _squash(written_check) == _squash(check_text(operands, ops, int(ends[-1]), kind))
+    return _squash(written_check) == _squash(check_text(*expression, int(ends[-1]), kind))
 
 
 def listed_choices(prompt: str) -> list[str]:
@@ -93,15 +96,11 @@ def listed_choices(prompt: str) -> list[str]:
 
 class ArithmeticVerifier:
     """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution (its
-    self-check, with `self_check`, scored only when `score_check` names its kind)."""
+    self-check, when `check_kind` names one, scored only when `score_check` names it too)."""
 
-    def __init__(
-        self, self_check: bool = False, score_check: str = "none", check_kind: str = "none",
-        check_credit: float = 0.0,
-    ) -> None:  # fmt: skip
-        self.self_check = self_check
-        self.score_check = score_check
-        self.check_kind, self.check_credit = check_kind, check_credit
+    def __init__(self, check_kind: str = "none", score_check: str = "none", check_credit: float = 0.0):
+        self.check_kind, self.score_check, self.check_credit = check_kind, score_check, check_credit
+        self.self_check = check_kind != "none"  # solutions end with a check (the task's `check`)
 
     def __call__(self, responses: list[str], answers: list[str], prompts: list[str]) -> torch.Tensor:
         rewards = [
