@@ -326,10 +326,12 @@ class ArithmeticTaskConfig:
     check: str = "none"
     """'reverse': solutions end by adding the terms again in reverse order (ops '+', '-' only);
     'difference': the same, then subtract the check's result from the steps' result (0 when they
-    agree); 'none': they do not."""
+    agree); 'split': add the terms after the first one, then subtract the first operand and the
+    check's result from the steps' result (a check that never ends at the answer, so it cannot copy
+    the steps'; num_operands >= 3); 'none': they do not."""
     check_errors: float = 0.0
     """Share of the warm-up's rows whose forward steps hold one error (context without loss) and
-    whose target is the check; needs a check ('reverse' or 'difference')."""
+    whose target is the check; needs a check ('reverse', 'difference' or 'split')."""
     check_verdicts: str = ""
     """Two characters written after EOS in the warm-up: the first on right rows, the second on
     practice rows (teaches judging at the score's position); "": none."""
@@ -337,8 +339,10 @@ class ArithmeticTaskConfig:
     def __post_init__(self) -> None:
         p = "data.task"
         _require(self.choices >= 0, f"{p}.choices", self.choices, "must be >= 0 (0 = no list)")
-        ok = self.check in ("none", "reverse", "difference")
-        _require(ok, f"{p}.check", self.check, "use 'none', 'reverse' or 'difference'")
+        ok = self.check in ("none", "reverse", "difference", "split")
+        _require(ok, f"{p}.check", self.check, "use 'none', 'reverse', 'difference' or 'split'")
+        ok = self.check != "split" or self.num_operands >= 3
+        _require(ok, f"{p}.check", self.check, f"'split' needs num_operands >= 3 (got {self.num_operands})")
         ok = self.check == "none" or set(self.ops) <= set("+-")
         _require(ok, f"{p}.check", self.check, f"a check needs ops of '+' and '-' only (ops={self.ops!r})")
         ok = 0 <= self.check_errors < 1 and (self.check_errors == 0 or self.check != "none")
@@ -583,9 +587,9 @@ def _check_scored_check_has_a_check(run: RunConfig) -> None:
     self-checking task has."""
     steps = run.reward.kind == "arithmetic_steps" and run.data.source == "arithmetic"
     has_check = steps and run.data.task.check != "none"
-    fix = "'scored' needs reward=arithmetic and data.task.check=reverse or difference; else 'unscored'"
+    fix = "'scored' needs reward=arithmetic and a data.task.check other than none; else 'unscored'"
     _require(run.reward.check != "scored" or has_check, "reward.check", run.reward.check, fix)
-    fix = "a credit needs reward=arithmetic and data.task.check=reverse or difference; else 0"
+    fix = "a credit needs reward=arithmetic and a data.task.check other than none; else 0"
     _require(run.reward.check_credit == 0 or has_check, "reward.check_credit", run.reward.check_credit, fix)
 
 

@@ -241,3 +241,41 @@ def test_a_check_credit_pays_an_honest_check_of_a_wrong_fold_only(tmp_path) -> N
     ):
         with pytest.raises(ValueError, match=match):
             validate(compose_train(tmp_path, overrides, debug=None))
+
+
+def test_the_split_check_never_ends_at_the_answer() -> None:
+    p = make_problem([12, 35, 7], ["+", "-"], check="split")
+    assert p.solution == "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40"
+    assert check_steps([12, 35, 7], ["+", "-"], skip_first=True) == ("-7+35=28", 28)
+    four = make_problem([5, 9, 30, 2], ["-", "+", "-"], check="split").solution
+    assert four == "5-9=-4, -4+30=26, 26-2=24; -2+30=28, 28-9=19; 24-5=19, 19-19=0 #### 24"
+    with pytest.raises(ValueError, match=r"'split' needs num_operands >= 3"):
+        ArithmeticTaskConfig(check="split", num_operands=2)
+
+
+def test_a_split_check_bent_to_agree_takes_a_wrong_step_of_its_own() -> None:
+    prompt, kind = "12+35-7=", "split"
+    right = "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40"
+    honest = "12+35=48, 48-7=41; -7+35=28; 41-12=29, 29-28=1 #### 41"
+    bent = "12+35=48, 48-7=41; -7+35=28; 41-12=28, 28-28=0 #### 41"  # 41-12=28 is wrong
+    wrong_check = "12+35=47, 47-7=40; -7+35=29; 40-12=28, 28-29=-1 #### 40"
+    responses = [right, honest, bent, wrong_check]
+    assert [check_agrees(r, kind) for r in responses] == [True, False, True, False]
+    assert [check_right_for_its_steps(prompt, r, kind) for r in responses] == [True, True, False, False]
+    task = ArithmeticTaskConfig(check=kind, check_errors=0.25)
+    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5), task)
+    rewards = verifier(responses, ["40"] * 4, [prompt] * 4)
+    assert rewards.tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert verifier.training_rewards(responses, [prompt] * 4, rewards).tolist() == [1.0, 0.5, 0.0, 0.0]
+    unscored = make_verifier(RewardConfig(kind="arithmetic_steps"), task)
+    assert unscored(responses, ["40"] * 4, [prompt] * 4).tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_split_practice_rows_check_the_wrong_fold_honestly() -> None:
+    data = arithmetic_dataset(train_size=400, eval_size=8, check="split", check_errors=0.5)["train"]
+    rows = [r for r in data if r["given"]]
+    assert len(rows) == 200
+    for r in rows:
+        response = r["given"] + r["solution"]
+        assert check_right_for_its_steps(r["prompt"], response, "split")
+        assert not check_agrees(response, "split")  # one error carried forward: nonzero difference

@@ -46,6 +46,8 @@ GRIDS = {
     "self_check": {},
     "check_difference": {},
     "check_credit": {},
+    "check_split": {},
+    "showcase": {},
     "answer_choices": {},
 }
 

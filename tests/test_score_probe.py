@@ -92,8 +92,12 @@ def test_task_references_read_the_check_and_the_listed_answers_off_the_responses
     )
     refs = task_references(samples, ArithmeticTaskConfig(check="reverse", choices=2))
     assert refs["check_agrees_right"] == 1.0 and refs["check_agrees_wrong"] == 0.5
+    # row 1's check is right for its steps (its fold went wrong); row 3's was bent to agree
+    assert refs["check_honest_right"] == 1.0 and refs["check_honest_wrong"] == 0.5
     # prompt 1: the oracle ranks right over wrong; prompt 2: a tie
     assert math.isclose(refs["check_oracle_within"], 0.75)
+    # as a verdict: both right rows accepted, one wrong row of two rejected; F1 = 2 * 1 * 0.5 / 1.5
+    assert math.isclose(refs["check_oracle_f1"], 2 / 3, rel_tol=1e-6)
     assert refs["wrong_answers_listed"] == 0.5  # 8 is not listed, 4 is
     assert task_references(samples, ArithmeticTaskConfig()) == {}
 

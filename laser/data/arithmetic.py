@@ -19,6 +19,13 @@ With `check="difference"` the check is followed by the steps' result minus the c
 (`...; -7+35=28, 28+12=40; 40-40=0 #### 40`): a response whose check disagrees with its steps ends
 with a nonzero difference, a token or two before EOS, where LaSeR reads its score.
 
+With `check="split"` the check cannot reuse a value the steps wrote: it adds the signed terms after
+the first one from the last back (`-7+35=28`), then subtracts the first operand from the steps'
+result and the check's result from that (`40-12=28, 28-28=0`), so the solution is
+`12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40`. The check's result is not the answer,
+so the check cannot end by copying the steps' result; a response whose steps went wrong, checked
+honestly, ends with a nonzero difference (`41-12=29, 29-28=1`).
+
 With `choices` > 0 the prompt first lists that many candidate answers, the right one among
 distractors drawn uniformly from the answers the task can have (`40;-13;61;7:12+35-7=`). The
 solution is the same; the list makes a wrong final answer cheap to spot (is it one of the listed
@@ -76,10 +83,11 @@ def fold_steps(operands: list[int], ops: list[str], error: tuple[int, int] | Non
     return ", ".join(steps), acc
 
 
-def check_steps(operands: list[int], ops: list[str]) -> tuple[str, int]:
+def check_steps(operands: list[int], ops: list[str], skip_first: bool = False) -> tuple[str, int]:
     """The signed terms added again from the last one back (`12+35-7`: `-7+35=28, 28+12=40`), and
-    the check's result."""
+    the check's result; with `skip_first`, the terms after the first one only (`-7+35=28`)."""
     terms = [operands[0]] + [x if op == "+" else -x for op, x in zip(ops, operands[1:], strict=True)]
+    terms = terms[1:] if skip_first else terms
     acc, steps = terms[-1], []
     for t in reversed(terms[:-1]):
         steps.append(f"{acc}{'+' if t >= 0 else '-'}{abs(t)}={acc + t}")
@@ -95,10 +103,16 @@ def difference_step(steps_result: int, check_result: int) -> str:
 
 def check_text(operands: list[int], ops: list[str], steps_result: int, check: str) -> str:
     """What follows the forward steps' `;`: the reverse check and, with "difference", the steps'
-    result minus the check's after a second `;`."""
-    text, check_result = check_steps(operands, ops)
+    result minus the check's after a second `;`; with "split", the check of the terms after the
+    first and, after a second `;`, the steps' result minus the first operand minus the check's
+    (`-7+35=28; 40-12=28, 28-28=0`)."""
+    text, check_result = check_steps(operands, ops, skip_first=check == "split")
     if check == "difference":
         text += f"{CHECK_START} {difference_step(steps_result, check_result)}"
+    if check == "split":
+        rest = steps_result - operands[0]
+        head = f"{steps_result}-{operands[0]}={rest}"
+        text += f"{CHECK_START} {head}, {difference_step(rest, check_result)}"
     return text
 
 

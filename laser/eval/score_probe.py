@@ -17,8 +17,10 @@ Two references are computed on the same held-out samples:
                  network recomputes it at the EOS position
 
 and, where the arithmetic task's options make them exist (`task_references`): with a self-check,
-how often the check ends where the steps did on right and on wrong responses, and an oracle score
-that reads that agreement (`check_oracle_*`); with candidate answers, the share of wrong final
+how often the check ends where the steps did on right and on wrong responses (for 'split', how
+often the written difference is 0), how often the check is the one the task writes for the
+response's own steps (`check_honest_*`), and an oracle score that reads that agreement
+(`check_oracle_*`); with candidate answers, the share of wrong final
 answers that are listed ones. With --verdicts, the warm-up's own verdict after EOS is ranked too,
 on the held-out samples and on the warm-up's own training rows (`verdict_warm_up_rows`).
 
@@ -38,7 +40,14 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from laser.algo import auroc, difficulty_auroc, grouped_auroc, self_reward_mse, self_reward_score
+from laser.algo import (
+    auroc,
+    difficulty_auroc,
+    grouped_auroc,
+    self_reward_mse,
+    self_reward_score,
+    self_verify_metrics,
+)
 from laser.assembly import load_inputs, make_samplers
 from laser.configs import validate
 from laser.data.collate import PromptCollator
@@ -47,7 +56,7 @@ from laser.models.base_policy import sft_batch
 from laser.models.factory import make_base_policy
 from laser.models.loading import load_pretrained, stop_token_ids
 from laser.rewards import make_verifier
-from laser.rewards.arithmetic import check_agrees, listed_choices
+from laser.rewards.arithmetic import check_agrees, check_right_for_its_steps, listed_choices
 from laser.rewards.verifier import extract_answer
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.tokens import resolve_single_token
@@ -127,15 +136,21 @@ def references(policy, samples: Samples) -> dict[str, float]:
 def task_references(samples: Samples, task) -> dict[str, float]:
     """What the arithmetic task's options make visible in the responses (`task`: its config):
     with a `check`, how often the check ends where the forward steps did, on right and on
-    wrong responses, and the AUROCs of an oracle score that reads that agreement; with `choices`,
+    wrong responses, how often it is right for the response's own steps (honest), and the AUROCs
+    of an oracle score that reads that agreement, and its F1 as a verdict; with `choices`,
     the share of wrong final answers that are listed candidates (guessed from the list)."""
     done = samples.rollout.finished
     out: dict[str, float] = {}
     if task.check != "none":
-        agree = torch.tensor([check_agrees(t) for t in samples.texts])
+        agree = torch.tensor([check_agrees(t, task.check) for t in samples.texts])
+        pairs = zip(samples.prompts, samples.texts, strict=True)
+        honest = torch.tensor([check_right_for_its_steps(p, t, task.check) for p, t in pairs])
         for name, rows in (("right", samples.correct & done), ("wrong", ~samples.correct & done)):
             out[f"check_agrees_{name}"] = agree[rows].float().mean().item()
+            out[f"check_honest_{name}"] = honest[rows].float().mean().item()
         out |= {f"check_oracle_{k}": v for k, v in rankings(agree.float(), samples).items()}
+        verdict = self_verify_metrics(agree.float(), samples.correct.float(), done)
+        out["check_oracle_f1"] = verdict["self_verify/f1"].item()  # the check read as a verdict
     if task.choices:
         given = [extract_answer(t) for t in samples.texts]
         wrong = [i for i, (g, a) in enumerate(zip(given, samples.answers, strict=True)) if g != a and done[i]]

@@ -65,11 +65,15 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-def check_agrees(response: str) -> bool:
+def check_agrees(response: str, kind: str = "reverse") -> bool:
     """Whether a self-checking response's check ends where its forward steps ended
     (`12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40`: both 40; a difference step after a second
-    `;` is not read); False without a check."""
+    `;` is not read); with `kind="split"`, whose check never ends at the answer, whether the
+    written difference is 0 (`...; -7+35=28; 40-12=28, 28-28=0`). False without a check."""
     parts = response.split("####")[0].split(CHECK_START)
+    if kind == "split":
+        ends = re.findall(r"=(-?\d+)", parts[2]) if len(parts) > 2 else []
+        return bool(ends) and ends[-1] == "0"
     if len(parts) < 2:
         return False
     ends = [re.findall(r"=(-?\d+)", part) for part in parts[:2]]
