@@ -110,9 +110,8 @@ def check_text(operands: list[int], ops: list[str], steps_result: int, check: st
     if check == "difference":
         text += f"{CHECK_START} {difference_step(steps_result, check_result)}"
     if check == "split":
-        rest = steps_result - operands[0]
-        head = f"{steps_result}-{operands[0]}={rest}"
-        text += f"{CHECK_START} {head}, {difference_step(rest, check_result)}"
+        head = difference_step(steps_result, operands[0])  # operands are >= 1: `a-b=d`
+        text += f"{CHECK_START} {head}, {difference_step(steps_result - operands[0], check_result)}"
     return text
 
 
