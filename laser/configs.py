@@ -468,12 +468,16 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up to a constant learning rate, and gradient clipping."""
+    """AdamW with a linear warm-up, then a constant or linearly decaying learning rate, and
+    gradient clipping."""
 
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
+    final_lr_ratio: float = 1.0
+    """The learning rate at the last step (trainer.max_steps) as a share of `lr`, reached linearly
+    after the warm-up; 1 keeps it constant."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 turns clipping off."""
 
@@ -481,6 +485,8 @@ class OptimConfig:
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
         _require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "must be >= 0")
+        _require(0 < self.final_lr_ratio <= 1, "optim.final_lr_ratio", self.final_lr_ratio,
+                 "must be in (0, 1] (1 = constant)")  # fmt: skip
         _require(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, ">= 0 (0 = off)")
 
 
@@ -578,6 +584,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         blocks[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     run = RunConfig(**blocks)
     _check_switch_fits_the_run(run.algo.reward_source, cfg)
+    _check_decay_fits_the_run(run.optim, cfg)
     _check_scored_check_has_a_check(run)
     return run
 
@@ -591,6 +598,15 @@ def _check_scored_check_has_a_check(run: RunConfig) -> None:
     _require(run.reward.check != "scored" or has_check, "reward.check", run.reward.check, fix)
     fix = "a credit needs reward=arithmetic and a data.task.check other than none; else 0"
     _require(run.reward.check_credit == 0 or has_check, "reward.check_credit", run.reward.check_credit, fix)
+
+
+def _check_decay_fits_the_run(optim: OptimConfig, cfg: DictConfig) -> None:
+    """A decaying learning rate reaches its final value at trainer.max_steps, which must be set."""
+    if optim.final_lr_ratio == 1.0:
+        return
+    max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
+    _require(isinstance(max_steps, int) and max_steps >= 1, "optim.final_lr_ratio", optim.final_lr_ratio,
+             f"a decay needs trainer.max_steps >= 1 (got {max_steps}); else 1 (constant)")  # fmt: skip
 
 
 def _check_switch_fits_the_run(source: RewardSourceConfig, cfg: DictConfig) -> None:

@@ -1,7 +1,8 @@
 """`python -m laser.evaluate ckpt_path=...`: self-verification and inference-time scaling of a policy.
 
 Writes to the run directory: `scaling.csv` (one row per problem x k x method), `scaling_summary.csv`
-(mean accuracy per method and k), `self_verify.json` and `problems.jsonl` (answers, votes, scores).
+(mean accuracy per method and k), `self_verify.json` and `problems.jsonl` (answers, votes, scores,
+response texts).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -21,10 +23,18 @@ from laser.assembly import make_sampler
 from laser.catalog import BENCHMARKS, check_data_file
 from laser.configs import ArithmeticTaskConfig, RewardConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
-from laser.eval.report import per_problem, powers_of_two, scaling_table, self_verification, summarise_scaling
+from laser.eval.report import (
+    by_written_check,
+    per_problem,
+    powers_of_two,
+    scaling_table,
+    self_verification,
+    summarise_scaling,
+)
 from laser.eval.samples import sample_scored
 from laser.models.loading import check_model_source, load_tokenizer, stop_token_ids
 from laser.rewards import make_verifier
+from laser.rewards.arithmetic import check_agrees
 from laser.rewards.verifier import Verifier
 from laser.rollout.tokens import resolve_single_token
 from laser.utils.loggers import make_wandb_logger
@@ -102,17 +112,34 @@ def load_records(cfg: DictConfig, tokenizer, task: ArithmeticTaskConfig) -> list
 
 def run_task(run_dir: Path | None) -> ArithmeticTaskConfig:
     """The arithmetic task the run at `run_dir` trained on (the default task without a run)."""
+    return ArithmeticTaskConfig(**run_value(run_dir, "data.task", {}))
+
+
+def run_value(run_dir: Path | None, key: str, default):
+    """A setting of the run at `run_dir` (`default` without a run or where the run lacks it)."""
     if run_dir is None:
-        return ArithmeticTaskConfig()
-    return ArithmeticTaskConfig(**OmegaConf.load(run_dir / "config.yaml").data.task)
+        return default
+    return OmegaConf.select(OmegaConf.load(run_dir / "config.yaml"), key, default=default)
 
 
-def make_eval_verifier(cfg: DictConfig, task: ArithmeticTaskConfig):
-    """The arithmetic task's step-checking verifier (the steps and the answer; a self-check is not
-    scored), math-verify otherwise."""
+def response_budget(cfg: DictConfig, run_dir: Path | None) -> int:
+    """Tokens per response: on the run's own task at least the run's budget, since a shorter one
+    would cut its solutions off and score them wrong."""
+    asked = cfg.rollout.max_new_tokens
+    if cfg.benchmark != "arithmetic":
+        return asked
+    trained = run_value(run_dir, "rollout.max_new_tokens", asked)
+    if trained > asked:
+        log.info("rollout.max_new_tokens=%d is below the run's %d: using the run's", asked, trained)
+    return max(asked, trained)
+
+
+def make_eval_verifier(cfg: DictConfig, task: ArithmeticTaskConfig, check: str = "unscored"):
+    """The arithmetic task's step-checking verifier (the steps and the answer; a self-check too
+    when `check` is 'scored', as in the run that trained with it), math-verify otherwise."""
     if cfg.benchmark != "arithmetic":
         return Verifier()
-    return make_verifier(RewardConfig(kind="arithmetic_steps"), task)
+    return make_verifier(RewardConfig(kind="arithmetic_steps", check=check), task)
 
 
 def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:
@@ -155,11 +182,12 @@ def evaluate(cfg: DictConfig) -> dict:
     if torch.cuda.is_available():
         policy = policy.cuda()
     ro = OmegaConf.to_object(cfg.rollout)
+    ro.max_new_tokens = response_budget(cfg, run_dir)
     stop_ids = stop_token_ids(tokenizer, model=policy)  # a training export lists its stop ids there
     sampler = make_sampler(ro, tokenizer, token_id, cfg.seed, ro.eval_temperature, stop_ids)
     if incorrect_id is not None:  # the SFT loss's second verdict token is never sampled, as in training
         sampler.ban(incorrect_id)
-    verifier = make_eval_verifier(cfg, task)
+    verifier = make_eval_verifier(cfg, task, run_value(run_dir, "reward.check", "unscored"))
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
         cfg.batch_size, loss=settings["loss"],
@@ -167,12 +195,15 @@ def evaluate(cfg: DictConfig) -> dict:
     table = scaling_table(samples, powers_of_two(cfg.num_samples), cfg.num_resamples, cfg.seed)
     summary = summarise_scaling(table)
     verify = self_verification(samples, settings["threshold"], settings["calibration_bins"])
+    undefined = any(v is None for v in verify.values())
+    if cfg.benchmark == "arithmetic" and task.check != "none":
+        verify |= by_written_check(samples, partial(check_agrees, kind=task.check), settings["threshold"])
     out = Path(cfg.paths.output_dir)
     write_outputs(out, table, summary, verify, samples)
     print(f"{len(records)} problems x {cfg.num_samples} samples from {model_dir}")
     print(summary.to_string(float_format=lambda x: f"{x:.4f}"))
     print(" ".join(f"{k.split('/')[-1]}={'n/a' if v is None else f'{v:.4f}'}" for k, v in verify.items()))
-    if any(v is None for v in verify.values()):
+    if undefined:
         print(f"n/a: not applicable to these samples ({not_applicable_reason(cfg, samples)})")
     print(f"results in {out}")
     log_to_wandb(cfg, summary, verify, out)

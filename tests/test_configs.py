@@ -53,6 +53,8 @@ def test_wrong_type_fails_naming_the_key(tmp_path: Path) -> None:
         ("algo.self_reward.c_ref=banana", "algo.self_reward.c_ref"),
         ("rollout.top_p=0", "rollout.top_p"),
         ("optim.lr=0", "optim.lr"),
+        ("optim.final_lr_ratio=0", "optim.final_lr_ratio"),
+        ("optim.final_lr_ratio=1.5", "optim.final_lr_ratio"),
         ("data.task.ops=/", "data.task.ops"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
         ("algo.self_reward.loss=bce", "algo.self_reward.loss"),
@@ -139,6 +141,12 @@ def test_switch_as_a_fraction_needs_the_run_length(tmp_path: Path) -> None:
     assert validate(compose_train(tmp_path, [f"{key}=300"])).algo.reward_source.self_after_step == 300
     with pytest.raises(ValueError, match=r"trainer\.max_steps >= 1"):
         validate(compose_train(tmp_path, [f"{key}=0.5", "trainer.max_steps=-1"]))
+
+
+def test_decay_needs_the_run_length(tmp_path: Path) -> None:
+    assert validate(compose_train(tmp_path, ["optim.final_lr_ratio=0.1"])).optim.final_lr_ratio == 0.1
+    with pytest.raises(ValueError, match=r"optim\.final_lr_ratio.*trainer\.max_steps >= 1"):
+        validate(compose_train(tmp_path, ["optim.final_lr_ratio=0.1", "trainer.max_steps=-1"]))
 
 
 @pytest.mark.parametrize("override", ["final_eval.samples=0", "final_eval.problems=-1"])

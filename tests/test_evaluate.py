@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import laser.evaluate as evaluate_module
 from laser.evaluate import evaluate
@@ -84,13 +85,14 @@ def test_a_benchmark_answered_all_right_or_all_wrong_writes_its_files(
     policy_dir: Path, tmp_path: Path, monkeypatch, right: bool
 ) -> None:
     monkeypatch.setattr(
-        evaluate_module, "make_eval_verifier", lambda cfg, task: ConstantVerifier(float(right))
+        evaluate_module, "make_eval_verifier", lambda cfg, task, check: ConstantVerifier(float(right))
     )
     evaluate(eval_config(policy_dir, tmp_path, "num_samples=4"))
     summary, verify, problems = read_outputs(tmp_path / "eval")
     assert (summary.loc[["pass@1", "pass@k", "majority", "best_of_k"]] == float(right)).all().all()
     assert all(all(p["correct"]) == right for p in problems)
     assert any(any(s != 0 for s in p["score"]) for p in problems)  # some responses finished
+    assert all(len(p["responses"]) == 4 and all(isinstance(t, str) for t in p["responses"]) for p in problems)
     present, absent = ("acc_correct", "acc_incorrect") if right else ("acc_incorrect", "acc_correct")
     assert 0 <= verify[f"self_verify/{present}"] <= 1
     for name in (absent, "f1", "auroc", "auroc_within", "auroc_difficulty"):
@@ -149,3 +151,25 @@ def test_bad_numbers_stop_before_the_policy_loads(
     key, value = override.split("=")
     with pytest.raises(ValueError, match=f"{key}={value} is invalid"):
         evaluate(eval_config(policy_dir, tmp_path, override))
+
+
+def test_a_training_run_gives_its_response_budget_and_its_scored_check(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    trained = {
+        "rollout": {"max_new_tokens": 72},
+        "reward": {"check": "scored"},
+        "data": {"task": {"check": "split", "num_operands": 3}},
+    }
+    OmegaConf.save(trained, run / "config.yaml")
+    cfg = eval_config(run, tmp_path, "rollout.max_new_tokens=48")
+    assert evaluate_module.response_budget(cfg, run) == 72  # 48 would cut the run's solutions off
+    assert evaluate_module.response_budget(cfg, None) == 48
+    assert evaluate_module.response_budget(eval_config(run, tmp_path, "rollout.max_new_tokens=96"), run) == 96
+    check = evaluate_module.run_value(run, "reward.check", "unscored")
+    verifier = evaluate_module.make_eval_verifier(cfg, evaluate_module.run_task(run), check)
+    honest = "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40"
+    wrong_check = "12+35=47, 47-7=40; -7+35=29; 40-12=28, 28-29=-1 #### 40"
+    rewards = verifier([honest, wrong_check], ["40", "40"], ["12+35-7=", "12+35-7="])
+    assert rewards.tolist() == [1.0, 0.0]  # the run scored its check, so its evaluation does too
+    assert evaluate_module.run_value(None, "reward.check", "unscored") == "unscored"

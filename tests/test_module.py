@@ -25,6 +25,7 @@ def make_module(
     c_ref="auto",
     agg: str = "token_mean",
     self_after_step: int | None = None,
+    optim: OptimConfig | None = None,
     **self_reward,
 ) -> LaserModule:
     tok = build_char_tokenizer()
@@ -41,7 +42,7 @@ def make_module(
     )
     reference = tiny_model(tok)
     module = LaserModule(
-        policy, sampler, sampler, Verifier(), algo, OptimConfig(), z,
+        policy, sampler, sampler, Verifier(), algo, optim or OptimConfig(), z,
         reference=reference if algo.needs_reference else None,
     )  # fmt: skip
     module.c_ref.fill_(-4.0) if c_ref == "auto" else None
@@ -91,6 +92,18 @@ def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> Non
         "train/policy/grad_norm", "train/loss/total",
     }  # fmt: skip
     assert expected <= logged, expected - logged
+
+
+def test_learning_rate_decays_to_its_final_ratio_at_the_last_step(tmp_path) -> None:
+    module = make_module(micro_batch_size=8, optim=OptimConfig(lr=1e-3, final_lr_ratio=0.1))
+    loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
+    trainer = L.Trainer(
+        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        default_root_dir=tmp_path, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    # steps 1, 2, 3 use 1e-3, 5.5e-4, 1e-4: the last step is at the floor
+    assert trainer.logged_metrics["train/policy/lr"].item() == pytest.approx(1e-4)
 
 
 SFT = {"loss": "sft", "incorrect_token": "<reserved_1>"}

@@ -11,7 +11,7 @@ from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
 from laser.algo.objective import laser_objective
 from laser.algo.policy_loss import clipped_policy_loss
 from laser.algo.scaling import best_of_k, pass_at_k, scaling_curves, vote
-from laser.algo.schedule import self_reward_only, self_reward_phase, switch_step
+from laser.algo.schedule import lr_factor, self_reward_only, self_reward_phase, switch_step
 from laser.algo.self_reward import check_c_ref, self_reward_ce, self_reward_mse, self_reward_score
 from laser.algo.stats import average_ranks, summarize
 from laser.algo.verification import (
@@ -39,6 +39,7 @@ __all__ = [
     "kl_penalty",
     "laser_objective",
     "length_correlations",
+    "lr_factor",
     "masked_mean",
     "masked_sum",
     "pass_at_k",

@@ -67,3 +67,25 @@ def self_reward_only(step: int, switch: int | None) -> bool:
         True when ``step > switch``.
     """
     return switch is not None and step > switch
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, final_lr_ratio: float) -> float:
+    """The learning rate's multiplier at an optimiser step: a linear warm-up to 1, then a linear
+    decay that reaches ``final_lr_ratio`` at the last step (1 keeps it constant).
+
+    Args:
+        step: Optimiser steps already taken, 0-based (the scheduler's count).
+        warmup_steps: Steps of the linear warm-up (0 or 1: none).
+        total_steps: The run's number of optimiser steps (read only when decaying).
+        final_lr_ratio: The multiplier at the last step, in (0, 1].
+
+    Returns:
+        The multiplier, in (0, 1].
+    """
+    warmup = max(warmup_steps, 1)
+    if step + 1 < warmup:
+        return (step + 1) / warmup
+    if final_lr_ratio == 1.0 or total_steps <= warmup:
+        return 1.0
+    done = min(1.0, (step + 1 - warmup) / (total_steps - warmup))
+    return 1.0 - (1.0 - final_lr_ratio) * done

@@ -81,9 +81,29 @@ def self_verification(
     return {k: None if v is not None and math.isnan(v) else v for k, v in out.items()}
 
 
+def by_written_check(samples: ScoredSamples, agrees, threshold: float = 0.5) -> dict[str, float | None]:
+    """Where a self-checking task's score errs: the share of wrong finished responses whose written
+    check agrees with their steps (a difference of 0 for the split check), and the share of
+    those, and of the rest, that the score rejects (`agrees`: text -> bool, e.g.
+    `check_agrees`). A score that reads only the written check rejects all of the rest and none
+    of the first; None where a group is empty."""
+    flags = torch.tensor([[agrees(t) for t in row] for row in samples.responses])  # (P, K)
+    wrong = samples.finished & ~samples.correct
+    rejected = samples.scores <= threshold
+
+    def share(hits, rows) -> float | None:
+        return (hits & rows).sum().item() / rows.sum().item() if rows.any() else None
+
+    return {
+        "check/agrees_wrong": share(flags, wrong),
+        "self_verify/acc_incorrect_check_agrees": share(rejected, wrong & flags),
+        "self_verify/acc_incorrect_check_disagrees": share(rejected, wrong & ~flags),
+    }
+
+
 def per_problem(samples: ScoredSamples) -> pd.DataFrame:
-    """One row per problem: reference, answers, votes, scores, finished flags and lengths of its K
-    samples."""
+    """One row per problem: reference, answers, votes, scores, finished flags, lengths and texts of
+    its K samples."""
     ids = samples.answer_ids()
     return pd.DataFrame(
         {
@@ -95,5 +115,6 @@ def per_problem(samples: ScoredSamples) -> pd.DataFrame:
             "score": samples.scores.tolist(),
             "finished": samples.finished.tolist(),
             "length": samples.lengths.tolist(),
+            "responses": samples.responses,
         }
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from functools import partial
 
 import torch
 from lightning import LightningModule
@@ -12,6 +13,7 @@ from lightning import LightningModule
 from laser.algo import (
     check_c_ref,
     laser_objective,
+    lr_factor,
     self_reward_only,
     self_reward_phase,
     self_reward_score,
@@ -128,6 +130,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         stats = self.accumulate_gradients(rollout, rewards, adv, ref, alpha)
         if self.optim_cfg.grad_clip > 0:
             stats["policy/grad_norm"] = self.clip_grad_norm(self.optim_cfg.grad_clip).detach()
+        stats["policy/lr"] = torch.tensor(opt.param_groups[0]["lr"])  # the rate this step used
         opt.step()
         self.lr_schedulers().step()
         return stats
@@ -315,8 +318,10 @@ class LaserModule(DataParallelMixin, LightningModule):
         opt = torch.optim.AdamW(
             self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas
         )
-        warmup = max(cfg.warmup_steps, 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+        total = self.trainer.max_steps if self._trainer is not None else -1
+        factor = partial(lr_factor, warmup_steps=cfg.warmup_steps, total_steps=total,
+                         final_lr_ratio=cfg.final_lr_ratio)  # fmt: skip
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return [opt], [sched]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

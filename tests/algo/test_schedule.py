@@ -1,8 +1,10 @@
 """Tests for laser.algo.schedule: warm-ups (E7) and the switch to the self-reward as the only reward."""
 
+import itertools
+
 import pytest
 
-from laser.algo.schedule import self_reward_only, self_reward_phase, switch_step
+from laser.algo.schedule import lr_factor, self_reward_only, self_reward_phase, switch_step
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,18 @@ def test_self_reward_only_after_the_switch_step():
     assert [self_reward_only(s, 2) for s in (1, 2, 3, 4)] == [False, False, True, True]
     assert not any(self_reward_only(s, None) for s in (1, 10**6))
     assert self_reward_only(1, 0)
+
+
+def test_lr_factor_warms_up_then_decays_linearly_to_the_final_ratio():
+    # warm-up of 4 steps, 14 in all, down to 0.1: 10 decay steps of 0.09 each
+    factors = [lr_factor(s, warmup_steps=4, total_steps=14, final_lr_ratio=0.1) for s in range(14)]
+    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert factors[4] == pytest.approx(0.91)
+    assert factors[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in itertools.pairwise(factors[3:]))
+    assert lr_factor(100, 4, 14, 0.1) == pytest.approx(0.1)  # past the end it stays at the floor
+
+
+def test_lr_factor_of_one_is_the_constant_rate():
+    assert [lr_factor(s, 0, 10, 1.0) for s in range(10)] == [1.0] * 10
+    assert lr_factor(0, 0, -1, 1.0) == 1.0  # a constant rate needs no run length
