@@ -16,6 +16,7 @@ from laser.algo.self_reward import check_c_ref, self_reward_ce, self_reward_mse,
 from laser.algo.stats import average_ranks, summarize
 from laser.algo.verification import (
     auroc,
+    best_threshold_f1,
     difficulty_auroc,
     expected_calibration_error,
     grouped_auroc,
@@ -29,6 +30,7 @@ __all__ = [
     "auroc",
     "average_ranks",
     "best_of_k",
+    "best_threshold_f1",
     "check_c_ref",
     "clipped_policy_loss",
     "difficulty_auroc",

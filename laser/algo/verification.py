@@ -150,6 +150,35 @@ def self_verify_metrics(
     }
 
 
+def best_threshold_f1(scores: Tensor, rewards: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The paper's F1 (section 6) at the threshold that maximises it: how far calibration alone,
+    moving the threshold off 0.5 without changing the ranking, could lift F1.
+
+    A row is predicted "correct" when its score > the threshold; the candidates are every distinct
+    score and one below the lowest (all accepted).
+
+    Args:
+        scores: (N,) raw self-reward scores.
+        rewards: (N,) verifier rewards in {0, 1}.
+        valid: Optional (N,) bool; only these rows count (default all).
+
+    Returns:
+        ``(f1, threshold)``, scalars; both NaN without rows of both classes.
+    """
+    keep = torch.ones_like(scores, dtype=torch.bool) if valid is None else valid.bool()
+    s = scores.detach().double()[keep]  # (M,)
+    pos = rewards.detach()[keep] > 0.5  # (M,)
+    if pos.all() or not pos.any():
+        return torch.tensor(math.nan), torch.tensor(math.nan)
+    cuts = torch.cat([s.min().reshape(1) - 1.0, torch.unique(s)])  # (C,) candidate thresholds
+    at_or_below = [torch.searchsorted(torch.sort(s[m]).values, cuts, right=True) for m in (pos, ~pos)]
+    acc_c = 1.0 - at_or_below[0].double() / pos.sum()  # (C,) correct rows accepted
+    acc_i = at_or_below[1].double() / (~pos).sum()  # (C,) incorrect rows rejected
+    f1 = _harmonic_mean(acc_c, acc_i)  # (C,)
+    best = int(torch.argmax(f1))
+    return f1[best].float(), cuts[best].float()
+
+
 def expected_calibration_error(probs: Tensor, labels: Tensor, num_bins: int = 10) -> Tensor:
     """Expected calibration error over equal-width bins: sum_b (n_b / n) |acc_b - conf_b|.
 

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from laser.algo import (
+    best_threshold_f1,
     difficulty_auroc,
     grouped_auroc,
     length_correlations,
@@ -54,20 +55,23 @@ def self_verification(
 ) -> dict[str, float | None]:
     """The paper's self-verification metrics over every finished sample (with the calibration error
     over `num_bins` bins and the score's correlation with length), plus the AUROC within each
-    problem's samples (the ranking that best-of-k and weighted voting use) and the pooled AUROC
-    that knowing each problem's difficulty alone gives (a lower bound; see `difficulty_auroc`).
+    problem's samples (the ranking that best-of-k and weighted voting use), the pooled AUROC
+    that knowing each problem's difficulty alone gives (a lower bound; see `difficulty_auroc`),
+    and F1 at its best threshold (what calibration alone could reach; `best_threshold_f1`).
 
     A metric the samples cannot define is None (not applicable): the accuracy on correct (on
-    incorrect) responses without any finished correct (incorrect) one, F1, AUROC and
-    precision/recall F1 without both classes, the within-problem AUROC without a problem holding
-    both, the difficulty reference with fewer than 2 samples per problem, and a correlation
-    without variation."""
+    incorrect) responses without any finished correct (incorrect) one, F1 (at 0.5 and at its
+    best), AUROC and precision/recall F1 without both classes, the within-problem AUROC without
+    a problem holding both, the difficulty reference with fewer than 2 samples per problem, and
+    a correlation without variation."""
     done = samples.finished
     scores, correct = samples.scores.flatten(), samples.correct.flatten().float()
     stats = self_verify_metrics(scores, correct, done.flatten(), threshold, num_bins)
     stats |= length_correlations(scores, samples.lengths.flatten(), correct, done.flatten())
     within, groups = grouped_auroc(samples.scores, samples.correct, done)
     stats |= {"self_verify/auroc_within": within, "self_verify/auroc_within_problems": groups}
+    best_f1, best_threshold = best_threshold_f1(scores, correct, done.flatten())
+    stats |= {"self_verify/f1_best": best_f1, "self_verify/f1_best_threshold": best_threshold}
     if samples.correct.shape[1] >= 2:
         stats["self_verify/auroc_difficulty"] = difficulty_auroc(samples.correct, done)
     out: dict[str, float | None] = {k: float(v) for k, v in stats.items()}

@@ -8,6 +8,7 @@ import torch
 
 from laser.algo.verification import (
     auroc,
+    best_threshold_f1,
     difficulty_auroc,
     expected_calibration_error,
     grouped_auroc,
@@ -30,6 +31,38 @@ def test_self_verify_metrics_hand_values():
     assert m["self_verify/pr_f1"].item() == pytest.approx(4 / 7)
     # pairs (pos > neg): 0.9 beats 3, 0.6 beats 0.1, 0.4 beats 0.1 -> 5/9
     assert m["self_verify/auroc"].item() == pytest.approx(5 / 9)
+
+
+def test_best_threshold_f1_hand_values():
+    # at 0.5: 2 of 3 correct accepted, 1 of 2 incorrect rejected, F1 4/7; at 0.55 (accept > 0.55)
+    # the incorrect 0.55 is rejected too: 2/3 and 1, F1 0.8, the best
+    scores = torch.tensor([0.9, 0.6, 0.4, 0.55, 0.2])
+    rewards = torch.tensor([1.0, 1, 1, 0, 0])
+    assert self_verify_metrics(scores, rewards)["self_verify/f1"].item() == pytest.approx(4 / 7)
+    f1, threshold = best_threshold_f1(scores, rewards)
+    assert f1.item() == pytest.approx(0.8) and threshold.item() == pytest.approx(0.55)
+    valid = torch.tensor([True, True, True, False, True])  # without the 0.55 row: accept > 0.2
+    assert best_threshold_f1(scores, rewards, valid)[0].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_best_threshold_f1_is_the_brute_force_maximum(seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 12, (40,), generator=g).float() / 10  # ties
+    rewards = (torch.rand(40, generator=g) < 0.6).float()
+    cuts = [-1.0, *torch.unique(scores).tolist()]
+    brute = max(self_verify_metrics(scores, rewards, threshold=t)["self_verify/f1"].item() for t in cuts)
+    f1, threshold = best_threshold_f1(scores, rewards)
+    assert f1.item() == pytest.approx(brute, abs=1e-6)
+    assert self_verify_metrics(scores, rewards, threshold=threshold.item())[
+        "self_verify/f1"
+    ].item() == pytest.approx(brute, abs=1e-6)
+    assert f1.item() >= self_verify_metrics(scores, rewards)["self_verify/f1"].item() - 1e-6
+
+
+def test_best_threshold_f1_is_nan_for_one_class():
+    f1, threshold = best_threshold_f1(torch.tensor([0.2, 0.7]), torch.tensor([1.0, 1.0]))
+    assert math.isnan(f1.item()) and math.isnan(threshold.item())
 
 
 def test_self_verify_threshold_is_strict_and_valid_mask_drops_rows():
