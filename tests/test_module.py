@@ -72,15 +72,21 @@ def test_micro_batch_size_does_not_change_the_gradient(agg: str, kl_beta: float,
         torch.testing.assert_close(full, micro, rtol=1e-5, atol=1e-7)
 
 
-def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> None:
-    module = make_module(micro_batch_size=3)
-    before = [p.detach().clone() for p in module.policy.parameters()]
+def fit(module: LaserModule, tmp_path, max_steps: int) -> L.Trainer:
+    """`max_steps` training steps on PROMPTS, two prompts a step, without logger or checkpoints."""
     loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
     trainer = L.Trainer(
-        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         default_root_dir=tmp_path, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(module, train_dataloaders=loader)
+    return trainer
+
+
+def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> None:
+    module = make_module(micro_batch_size=3)
+    before = [p.detach().clone() for p in module.policy.parameters()]
+    trainer = fit(module, tmp_path, max_steps=1)
     after = list(module.policy.parameters())
     unchanged = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if torch.equal(a, b)]
     assert not unchanged, f"parameters {unchanged} did not change"
@@ -96,12 +102,7 @@ def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> Non
 
 def test_learning_rate_decays_to_its_final_ratio_at_the_last_step(tmp_path) -> None:
     module = make_module(micro_batch_size=8, optim=OptimConfig(lr=1e-3, final_lr_ratio=0.1))
-    loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
-    trainer = L.Trainer(
-        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        default_root_dir=tmp_path, enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(module, train_dataloaders=loader)
+    trainer = fit(module, tmp_path, max_steps=3)
     # steps 1, 2, 3 use 1e-3, 5.5e-4, 1e-4: the last step is at the floor
     assert trainer.logged_metrics["train/policy/lr"].item() == pytest.approx(1e-4)
 
@@ -135,12 +136,7 @@ def test_sft_second_verdict_token_is_never_sampled() -> None:
 
 
 def _fit_one_step(module: LaserModule, tmp_path) -> dict:
-    loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
-    trainer = L.Trainer(
-        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        default_root_dir=tmp_path, enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(module, train_dataloaders=loader)
+    trainer = fit(module, tmp_path, max_steps=1)
     return {k: float(v) for k, v in trainer.logged_metrics.items()}
 
 
