@@ -239,6 +239,9 @@ class BaseSFTConfig:
     verdict_weight: float = 1.0
     """Weight of a verdict token after EOS (`data.task.check_verdicts`) in the loss, relative to a
     solution token; 1: a token like any other (one in a solution's ~50)."""
+    seed: int | None = None
+    """Seed of the tiny model's initialisation and of the warm-up; null: the run's `seed`. Fixing it
+    while `seed` changes gives RL runs of several seeds from one cached base policy."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "model.base_sft.steps", self.steps, "must be >= 0 (0 = off)")
@@ -248,6 +251,12 @@ class BaseSFTConfig:
         ok = 0 < self.final_lr_frac <= 1
         _require(ok, "model.base_sft.final_lr_frac", self.final_lr_frac, "must be in (0, 1]")
         _require(self.batch_size >= 1, "model.base_sft.batch_size", self.batch_size, ">= 1")
+        ok = self.seed is None or (isinstance(self.seed, int) and self.seed >= 0)
+        _require(ok, "model.base_sft.seed", self.seed, "must be a whole number >= 0 or null (the run's seed)")
+
+    def seed_for(self, run_seed: int) -> int:
+        """The warm-up's seed in a run seeded `run_seed`."""
+        return run_seed if self.seed is None else self.seed
 
 
 @dataclass

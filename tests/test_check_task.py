@@ -20,7 +20,7 @@ from laser.data.arithmetic import (
     make_problem,
 )
 from laser.models.base_policy import config_key, sft_batch, solution_nll
-from laser.models.factory import warmup_key
+from laser.models.factory import make_base_policy, warmup_key
 from laser.rewards import make_verifier
 from laser.rewards.arithmetic import (
     check_agrees,
@@ -174,10 +174,25 @@ def test_the_verdict_weight_keeps_the_warm_up_key_until_it_is_used() -> None:
     model = ModelConfig(name_or_path=None)
     key = warmup_key(model, tok, {"task": 1}, 0)
     old = {k: v for k, v in asdict(model).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
-    del old["base_sft"]["verdict_weight"]  # the key from before the field existed
+    del old["base_sft"]["verdict_weight"], old["base_sft"]["seed"]  # the key from before the fields
     assert key == config_key({"model": old, "task": {"task": 1}, "vocab": tok.get_vocab(), "seed": 0})
     weighted = ModelConfig(name_or_path=None, base_sft=BaseSFTConfig(verdict_weight=30.0))
     assert warmup_key(weighted, tok, {"task": 1}, 0) != key
+
+
+def test_a_fixed_warm_up_seed_gives_one_base_policy_to_runs_of_any_seed(tmp_path) -> None:
+    tok = char_tokenizer()
+    fixed = ModelConfig(name_or_path=None, base_sft=BaseSFTConfig(seed=0))
+    free = ModelConfig(name_or_path=None)
+    assert warmup_key(fixed, tok, {"task": 1}, 0) == warmup_key(free, tok, {"task": 1}, 0)
+    weights = {
+        (name, run_seed): next(make_base_policy(cfg, tok, None, {}, tmp_path, run_seed).parameters())
+        for name, cfg in (("fixed", fixed), ("free", free))
+        for run_seed in (0, 1)
+    }  # steps=0: the initialised model, seeded like the warm-up
+    assert torch.equal(weights["fixed", 0], weights["fixed", 1])
+    assert torch.equal(weights["fixed", 0], weights["free", 0])
+    assert not torch.equal(weights["free", 0], weights["free", 1])
 
 
 def test_check_agreement_compares_the_check_with_the_forward_steps() -> None:

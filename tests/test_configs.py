@@ -57,6 +57,7 @@ def test_wrong_type_fails_naming_the_key(tmp_path: Path) -> None:
         ("optim.final_lr_ratio=1.5", "optim.final_lr_ratio"),
         ("data.task.ops=/", "data.task.ops"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
+        ("model.base_sft.seed=-1", "model.base_sft.seed"),
         ("algo.self_reward.loss=bce", "algo.self_reward.loss"),
         ("algo.self_reward.calibration_bins=0", "algo.self_reward.calibration_bins"),
         ("algo.self_reward.loss=sft", "algo.self_reward.incorrect_token"),  # no second token

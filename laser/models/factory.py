@@ -28,8 +28,9 @@ def make_base_policy(
             only when base_sft.steps > 0).
         task_key: a description of the task, part of the warm-up cache key.
         cache_dir: where warmed-up base policies are cached.
-        seed: initialisation and warm-up seed.
+        seed: the run's seed; the initialisation and warm-up use `cfg.base_sft.seed` if it is set.
     """
+    seed = cfg.base_sft.seed_for(seed)
 
     def make() -> torch.nn.Module:
         if cfg.name_or_path is None:
@@ -66,6 +67,7 @@ def warmup_key(cfg: ModelConfig, tokenizer, task_key: dict, seed: int) -> str:
     checkpointing do not), fields added to `base_sft` left out at their "off" value."""
     model_key = {k: v for k, v in asdict(cfg).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
     model_key["base_sft"] = without_off_values(model_key["base_sft"], _ADDED_SFT_FIELDS)
+    del model_key["base_sft"]["seed"]  # the key holds the seed used, however it was given
     return config_key({"model": model_key, "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
 
 
