@@ -522,10 +522,16 @@ class RewardConfig:
     whose check (and difference) is right for its own forward steps, so that an honest check of a
     wrong response pays more than one bent to agree with it. Only the advantages see it; the
     self-reward's target stays the verifier's 0/1. 0 is off."""
+    credit_for: str = "honest"
+    """What earns `check_credit`: 'honest', a check right for the response's own steps; 'flagged',
+    wrong forward steps followed by a written difference that is not 0 (the response flags its own
+    error, its check right or not; needs a task check that writes a difference: split or
+    difference)."""
 
     def __post_init__(self) -> None:
         _one_of("reward.kind", self.kind, ("math_verify", "arithmetic_steps"))
         _one_of("reward.check", self.check, ("unscored", "scored"))
+        _one_of("reward.credit_for", self.credit_for, ("honest", "flagged"))
         ok = 0 <= self.check_credit < 1
         fix = "must be in [0, 1): below a right response's 1"
         _require(ok, "reward.check_credit", self.check_credit, fix)
@@ -607,6 +613,9 @@ def _check_scored_check_has_a_check(run: RunConfig) -> None:
     _require(run.reward.check != "scored" or has_check, "reward.check", run.reward.check, fix)
     fix = "a credit needs reward=arithmetic and a data.task.check other than none; else 0"
     _require(run.reward.check_credit == 0 or has_check, "reward.check_credit", run.reward.check_credit, fix)
+    differs = has_check and run.data.task.check in ("split", "difference")
+    fix = "'flagged' reads a written difference: give data.task.check=split or difference, or 'honest'"
+    _require(run.reward.credit_for == "honest" or differs, "reward.credit_for", run.reward.credit_for, fix)
 
 
 def _check_decay_fits_the_run(optim: OptimConfig, cfg: DictConfig) -> None:

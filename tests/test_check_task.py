@@ -27,6 +27,7 @@ from laser.rewards.arithmetic import (
     check_right_for_its_steps,
     listed_choices,
     worked_solution_correct,
+    written_difference,
 )
 from laser.rollout.logprobs import sequence_logprobs
 
@@ -294,3 +295,38 @@ def test_split_practice_rows_check_the_wrong_fold_honestly() -> None:
         response = r["given"] + r["solution"]
         assert check_right_for_its_steps(r["prompt"], response, "split")
         assert not check_agrees(response, "split")  # one error carried forward: nonzero difference
+
+
+def test_a_flagged_credit_pays_a_wrong_fold_that_ends_in_a_nonzero_difference(tmp_path) -> None:
+    prompt = "12+35-7="
+    right = "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40"
+    honest = "12+35=48, 48-7=41; -7+35=28; 41-12=29, 29-28=1 #### 41"
+    flagged = "12+35=48, 48-7=41; -7+35=29; 41-12=29, 29-29=5 #### 41"  # wrong check, still nonzero
+    bent = "12+35=48, 48-7=41; -7+35=28; 41-12=28, 28-28=0 #### 41"
+    no_difference = "12+35=48, 48-7=41; -7+35=28 #### 41"
+    hedged = "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=3 #### 40"  # right steps: no credit
+    responses = [right, honest, flagged, bent, no_difference, hedged]
+    assert [written_difference(r) for r in responses] == [0, 1, 5, 0, None, 3]
+    task = ArithmeticTaskConfig(check="split", check_errors=0.25)
+    reward = RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5, credit_for="flagged")
+    verifier = make_verifier(reward, task)
+    prompts = [prompt] * len(responses)
+    rewards = verifier(responses, ["40"] * len(responses), prompts)
+    assert rewards.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    credited = verifier.training_rewards(responses, prompts, rewards)
+    assert credited.tolist() == [1.0, 0.5, 0.5, 0.0, 0.0, 0.0]
+    honest_only = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5), task)
+    assert honest_only.training_rewards(responses, prompts, rewards).tolist() == [
+        1.0,
+        0.5,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
+    for overrides, match in (
+        (["+experiment=self_check", "reward.credit_for=flagged"], r"reward\.credit_for='flagged'.*split"),
+        (["+experiment=showcase", "reward.credit_for=any"], r"reward\.credit_for"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            validate(compose_train(tmp_path, overrides, debug=None))

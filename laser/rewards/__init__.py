@@ -12,12 +12,14 @@ def make_verifier(cfg, task=None) -> Verifier | ArithmeticVerifier:
     """The verifier named by a `RewardConfig`; the arithmetic task's config `task`, when given,
     says whether solutions end with a self-check (`check`), which the step verifier scores only
     with `check=scored`."""
-    options = {k: v for k, v in asdict(cfg).items() if k not in ("kind", "check", "check_credit")}
+    options = {
+        k: v for k, v in asdict(cfg).items() if k not in ("kind", "check", "check_credit", "credit_for")
+    }
     self_check = task is not None and task.check != "none"
     match cfg.kind:
         case "arithmetic_steps":  # `validate` has checked that a scored check has a check
             kind = task.check if self_check else "none"
             score_check = kind if cfg.check == "scored" else "none"
-            return ArithmeticVerifier(kind, score_check, cfg.check_credit)
+            return ArithmeticVerifier(kind, score_check, cfg.check_credit, cfg.credit_for)
         case _:
             return Verifier(**options)

@@ -32,22 +32,41 @@ def worked_solution_correct(
     operands, ops = expression
     body = response.split("####")[0]
     body, _, written_check = body.partition(CHECK_START) if self_check else (body, "", "")
-    steps = [s.strip() for s in body.split(",")]
-    if len(steps) != len(ops):
+    acc = folded_value(operands, ops, body)
+    if acc is None:
         return False
-    acc = operands[0]
-    for step, op, x in zip(steps, ops, operands[1:], strict=True):
-        m = _STEP.match(step)
-        if m is None or (int(m[1]), m[2], int(m[3])) != (acc, op, x):
-            return False
-        acc = apply_op(op, acc, x)
-        if int(m[4]) != acc:
-            return False
     if score_check != "none":
         expected = check_text(operands, ops, acc, score_check)
         if _squash(written_check) != _squash(expected):
             return False
     return str(acc) == answer.strip()
+
+
+def folded_value(operands: list[int], ops: list[str], steps_text: str) -> int | None:
+    """The value the steps `a op b=c, c op d=e, ...` fold the expression to when every step is
+    right, else None."""
+    steps = [s.strip() for s in steps_text.split(",")]
+    if len(steps) != len(ops):
+        return None
+    acc = operands[0]
+    for step, op, x in zip(steps, ops, operands[1:], strict=True):
+        m = _STEP.match(step)
+        if m is None or (int(m[1]), m[2], int(m[3])) != (acc, op, x):
+            return None
+        acc = apply_op(op, acc, x)
+        if int(m[4]) != acc:
+            return None
+    return acc
+
+
+def flags_its_wrong_fold(prompt: str, response: str) -> bool:
+    """Whether a self-checking response whose forward steps are wrong writes a nonzero difference
+    (`12+35=48, 48-7=41; ...; 29-28=1`): it flags its own error, its check right or not."""
+    expression = _expression(prompt)
+    if expression is None or written_difference(response) in (None, 0):
+        return False
+    steps = response.split("####")[0].partition(CHECK_START)[0]
+    return folded_value(*expression, steps) is None
 
 
 def _expression(prompt: str) -> tuple[list[int], list[str]] | None:
@@ -70,14 +89,21 @@ def check_agrees(response: str, kind: str = "reverse") -> bool:
     (`12+35=47, 47-7=40; -7+35=28, 28+12=40 #### 40`: both 40; a difference step after a second
     `;` is not read); with `kind="split"`, whose check never ends at the answer, whether the
     written difference is 0 (`...; -7+35=28; 40-12=28, 28-28=0`). False without a check."""
-    parts = response.split("####")[0].split(CHECK_START)
     if kind == "split":
-        ends = re.findall(r"=(-?\d+)", parts[2]) if len(parts) > 2 else []
-        return bool(ends) and ends[-1] == "0"
+        return written_difference(response) == 0
+    parts = response.split("####")[0].split(CHECK_START)
     if len(parts) < 2:
         return False
     ends = [re.findall(r"=(-?\d+)", part) for part in parts[:2]]
     return bool(ends[0]) and bool(ends[1]) and ends[0][-1] == ends[1][-1]
+
+
+def written_difference(response: str) -> int | None:
+    """The value a self-checking response's difference step ends at, after its second `;`
+    (`...; -7+35=28; 40-12=28, 28-28=0` gives 0), or None where it wrote none."""
+    parts = response.split("####")[0].split(CHECK_START)
+    ends = re.findall(r"=(-?\d+)", parts[2]) if len(parts) > 2 else []
+    return int(ends[-1]) if ends else None
 
 
 def check_right_for_its_steps(prompt: str, response: str, kind: str) -> bool:
@@ -102,8 +128,15 @@ class ArithmeticVerifier:
     """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution (its
     self-check, when `check_kind` names one, scored only when `score_check` names it too)."""
 
-    def __init__(self, check_kind: str = "none", score_check: str = "none", check_credit: float = 0.0):
+    def __init__(
+        self,
+        check_kind: str = "none",
+        score_check: str = "none",
+        check_credit: float = 0.0,
+        credit_for: str = "honest",
+    ):
         self.check_kind, self.score_check, self.check_credit = check_kind, score_check, check_credit
+        self.credit_for = credit_for
         self.self_check = check_kind != "none"  # solutions end with a check (the task's `check`)
 
     def __call__(self, responses: list[str], answers: list[str], prompts: list[str]) -> torch.Tensor:
@@ -115,10 +148,15 @@ class ArithmeticVerifier:
 
     def training_rewards(self, responses: list[str], prompts: list[str], rewards: torch.Tensor):
         """The rewards the advantages use: `rewards`, and `check_credit` for a rejected response
-        whose check is right for its own steps (`check_right_for_its_steps`)."""
+        whose check is right for its own steps (`credit_for="honest"`,
+        `check_right_for_its_steps`) or whose wrong forward steps end in a nonzero difference
+        (`"flagged"`, `flags_its_wrong_fold`)."""
         if not self.check_credit:
             return rewards
         pairs = zip(prompts, responses, strict=True)
-        honest = torch.tensor([check_right_for_its_steps(p, r, self.check_kind) for p, r in pairs])
-        credit = self.check_credit * honest.to(rewards)
+        if self.credit_for == "flagged":
+            earns = [flags_its_wrong_fold(p, r) for p, r in pairs]
+        else:
+            earns = [check_right_for_its_steps(p, r, self.check_kind) for p, r in pairs]
+        credit = self.check_credit * torch.tensor(earns).to(rewards)
         return torch.where(rewards > 0.5, rewards, credit)
