@@ -316,14 +316,8 @@ def test_a_flagged_credit_pays_a_wrong_fold_that_ends_in_a_nonzero_difference(tm
     credited = verifier.training_rewards(responses, prompts, rewards)
     assert credited.tolist() == [1.0, 0.5, 0.5, 0.0, 0.0, 0.0]
     honest_only = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5), task)
-    assert honest_only.training_rewards(responses, prompts, rewards).tolist() == [
-        1.0,
-        0.5,
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-    ]
+    credited_honest = honest_only.training_rewards(responses, prompts, rewards)
+    assert credited_honest.tolist() == [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
     for overrides, match in (
         (["+experiment=self_check", "reward.credit_for=flagged"], r"reward\.credit_for='flagged'.*split"),
         (["+experiment=showcase", "reward.credit_for=any"], r"reward\.credit_for"),
