@@ -11,6 +11,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,13 @@ def test_ablations_run_in_parallel_and_the_slurm_preset_composes() -> None:
     assert slurm._target_.endswith("SlurmLauncher")
     assert (slurm.gpus_per_node, slurm.cpus_per_task, slurm.timeout_min) == (1, 8, 240)
     assert "partition" in slurm and "account" in slurm
+
+
+def test_run_directories_are_named_to_the_microsecond() -> None:
+    """Two runs started in the same second (two shells, a script's loop) get directories of their own."""
+    hydra = compose_with_hydra([]).hydra
+    for directory in (hydra.run.dir, hydra.sweep.dir):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}", Path(directory).name), directory
 
 
 @pytest.mark.parametrize(
