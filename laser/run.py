@@ -19,7 +19,7 @@ from laser.assembly import (
     make_trainer,
 )
 from laser.configs import register_schemas, validate
-from laser.eval.final import check_final_eval, final_voting_eval, print_summary
+from laser.eval.final import check_final_eval, final_voting_eval, print_summary, write_summary
 from laser.utils.loggers import fill_wandb_identity, log_run_config
 from laser.utils.multirun import other_ranks_run_this_job
 from laser.utils.provenance import write_run_info
@@ -60,6 +60,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             metrics |= final_voting_eval(cfg, module, datamodule, out)
         else:  # sampling from sharded weights would need every rank; the export has them all
             log.info("final voting evaluation skipped under FSDP: run laser.evaluate on %s", export)
+    write_summary(out, metrics)
     print_summary(run, metrics, out, export)
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 

@@ -95,9 +95,11 @@ def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> Non
         "train/reward/mean", "train/accuracy", "train/response/length/mean",
         "train/policy/clipfrac", "train/policy/entropy", "train/self_reward/mse",
         "train/self_verify/f1", "train/self_verify/acc_correct", "train/self_verify/auroc",
-        "train/policy/grad_norm", "train/loss/total",
+        "train/policy/grad_norm", "train/loss/total", "train/rollout_logp_gap/mean",
+        "train/rollout_logp_gap/max",
     }  # fmt: skip
     assert expected <= logged, expected - logged
+    assert trainer.logged_metrics["train/rollout_logp_gap/max"] < 1e-5  # sampled = trained policy
 
 
 def test_learning_rate_decays_to_its_final_ratio_at_the_last_step(tmp_path) -> None:

@@ -7,6 +7,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from laser.data.collate import PromptBatch, PromptCollator
+from laser.rollout.distribution import SamplingDistribution
 from laser.rollout.generate import generate, position_ids_from_mask, sample_next
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
@@ -49,6 +50,11 @@ def peaked_model(tok, eos_bias: float, scale: float = 20.0, arch: str = "llama")
     with torch.no_grad():
         model.lm_head.weight.mul_(scale)
     return add_logit_bias(model, {tok.eos_token_id: eos_bias})
+
+
+def draw(logits, temperature, top_p, banned, generator):
+    """The tokens `sample_next` draws, with these settings."""
+    return sample_next(logits, SamplingDistribution(temperature, top_p, tuple(banned)), generator)[0]
 
 
 def gen(model, tok, ids, mask, **kw):
@@ -183,7 +189,7 @@ def test_in_rollout_score_matches_full_forward(arch, eos_bias):
     fin = r.finished
     assert fin.sum() >= 3 and not fin.all()  # some finished rows, and a truncated one
     assert len(set(r.lengths[fin].tolist())) >= 2  # rows finish at different steps
-    full = sequence_logprobs(model, r, z, temperature=0.7)
+    full = sequence_logprobs(model, r, z, SamplingDistribution(0.7))
     assert torch.allclose(r.z_logp[fin], full.z_logp[fin], atol=1e-4, rtol=0)
     assert torch.isnan(r.z_logp[~fin]).all()
     assert (full.z_logp[~fin] == 0).all()
@@ -279,16 +285,16 @@ def test_sample_next_small_top_p_is_argmax():
     logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(0)) * 0.3
     many = logits.repeat(100, 1)  # (400, 10): 100 draws per row
     gen_ = torch.Generator().manual_seed(0)
-    draws = sample_next(many, 1.0, 1e-3, [], gen_)
+    draws = draw(many, 1.0, 1e-3, [], gen_)
     assert (draws == many.argmax(-1)).all()
     # sanity: without top_p the same distribution yields other tokens too
-    assert (sample_next(many, 1.0, 1.0, [], gen_) != many.argmax(-1)).any()
+    assert (draw(many, 1.0, 1.0, [], gen_) != many.argmax(-1)).any()
 
 
 def test_sample_next_top_p_keeps_the_nucleus():
     # p = (0.5, 0.3, 0.2): the smallest set with mass >= 0.6 is {0, 1}
     logits = torch.tensor([[0.5, 0.3, 0.2]]).log().expand(2000, 3)
-    draws = sample_next(logits, 1.0, 0.6, [], torch.Generator().manual_seed(0))
+    draws = draw(logits, 1.0, 0.6, [], torch.Generator().manual_seed(0))
     assert set(draws.tolist()) == {0, 1}
     assert (draws == 0).float().mean().item() == pytest.approx(0.5 / 0.8, abs=0.05)
 
@@ -296,7 +302,7 @@ def test_sample_next_top_p_keeps_the_nucleus():
 def test_sample_next_top_p_exact_boundary_keeps_the_smallest_set():
     # p = (0.5, 0.25, 0.25) exactly: the smallest set with mass >= 0.5 is {0} alone
     logits = torch.tensor([[0.5, 0.25, 0.25]]).log().expand(500, 3)
-    draws = sample_next(logits, 1.0, 0.5, [], torch.Generator().manual_seed(0))
+    draws = draw(logits, 1.0, 0.5, [], torch.Generator().manual_seed(0))
     assert set(draws.tolist()) == {0}
 
 
@@ -307,17 +313,17 @@ def test_sample_next_banned_ids_never_drawn():
     many = logits.repeat(100, 1)
     gen_ = torch.Generator().manual_seed(0)
     for temperature, top_p in ((1.0, 1.0), (2.0, 0.5), (0.5, 1.0)):
-        draws = sample_next(many, temperature, top_p, [2, 5], gen_)
+        draws = draw(many, temperature, top_p, [2, 5], gen_)
         assert not ((draws == 2) | (draws == 5)).any()
         assert set(draws.tolist()) <= {0, 1, 3, 4}
-    assert sample_next(logits, 0.0, 1.0, [2], None).tolist() == [4, 4, 4]
-    assert sample_next(logits, 0.0, 1.0, [], None).tolist() == [2, 2, 2]
+    assert draw(logits, 0.0, 1.0, [2], None).tolist() == [4, 4, 4]
+    assert draw(logits, 0.0, 1.0, [], None).tolist() == [2, 2, 2]
 
 
 def test_sample_next_temperature_sharpens():
     logits = torch.tensor([[1.0, 0.0]]).expand(4000, 2)
-    cold = sample_next(logits, 0.25, 1.0, [], torch.Generator().manual_seed(0))
-    hot = sample_next(logits, 4.0, 1.0, [], torch.Generator().manual_seed(0))
+    cold = draw(logits, 0.25, 1.0, [], torch.Generator().manual_seed(0))
+    hot = draw(logits, 4.0, 1.0, [], torch.Generator().manual_seed(0))
     p_cold, p_hot = 1 / (1 + math.exp(-4)), 1 / (1 + math.exp(-0.25))
     assert (cold == 0).float().mean().item() == pytest.approx(p_cold, abs=0.03)
     assert (hot == 0).float().mean().item() == pytest.approx(p_hot, abs=0.03)
@@ -387,7 +393,7 @@ def test_sequence_logprobs_scripted_hand_values():
         finished=torch.tensor([True, False]),
     )
     for temperature in (1.0, 2.0):
-        out = sequence_logprobs(bigram(), ro, Z, temperature=temperature, with_entropy=True)
+        out = sequence_logprobs(bigram(), ro, Z, SamplingDistribution(temperature), with_entropy=True)
         ls = torch.log_softmax(table / temperature, -1)
         expected = [[ls[4, 5], ls[5, EOS], 0.0], [ls[6, 7], ls[7, 6], ls[6, 7]]]
         torch.testing.assert_close(out.logp, torch.tensor(expected))
@@ -422,7 +428,7 @@ def test_sequence_logprobs_matches_manual_forward_and_padding():
     with torch.no_grad():
         logits = model(input_ids=torch.cat([prompt, response], -1)).logits[0]  # (P + R, V)
         out = sequence_logprobs(model, single, z)
-        hot = sequence_logprobs(model, single, z, temperature=2.0)
+        hot = sequence_logprobs(model, single, z, SamplingDistribution(2.0))
     for t in range(r):
         assert out.logp[0, t].item() == pytest.approx(
             torch.log_softmax(logits[p - 1 + t], -1)[response[0, t]].item(), abs=1e-5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
     values = {m: verify[f"self_verify/{m}"] for m in RANKING_METRICS}
     ranking = {f"final/self_verify/{m}": math.nan if v is None else v for m, v in values.items()}
     return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index} | ranking
+
+
+def write_summary(out: Path, metrics: dict[str, float]) -> None:
+    """`summary.json`: the run's last logged metrics, its last-3 summaries and the final
+    evaluation's, the numbers that results tables are made from."""
+    text = json.dumps({k: metrics[k] for k in sorted(metrics)}, indent=1, allow_nan=True)
+    (out / "summary.json").write_text(text + "\n")
 
 
 def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: Path) -> None:

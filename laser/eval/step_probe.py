@@ -68,7 +68,7 @@ def policy_gradient_loss(policy, sampler, verifier, records, batch_size: int, gr
         gold = [a for a in batch.answers for _ in range(group_size)]
         prompts = [p for p in batch.prompts for _ in range(group_size)]
         adv = group_advantages(verifier(sampler.decode(rollout), gold, prompts), group_size)
-        fwd = sequence_logprobs(policy, rollout, None, sampler.temperature)
+        fwd = sequence_logprobs(policy, rollout, None, sampler.distribution)
         return clipped_policy_loss(fwd.logp, fwd.logp.detach(), adv, rollout.response_mask)[0]
 
     return loss

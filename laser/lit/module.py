@@ -149,15 +149,15 @@ class LaserModule(DataParallelMixin, LightningModule):
         )
         c_ref = self.c_ref_for(ref)
         sums: dict[str, torch.Tensor] = defaultdict(float)
-        z_logps, entropies = [], []
+        z_logps, entropies, gaps, z_inside = [], [], [], []
+        dist = self.sampler.distribution  # the policy that was sampled is the one trained
         starts = range(0, len(rollout), self.algo.micro_batch_size)
         for start in starts:
             rows = slice(start, start + self.algo.micro_batch_size)
             mb = rollout.rows(rows)
             fwd = sequence_logprobs(
-                self.policy, mb, self.self_reward_id, self.sampler.temperature, with_entropy=True,
-                incorrect_id=self.incorrect_id,
-            )  # fmt: skip
+                self.policy, mb, self.self_reward_id, dist, with_entropy=True, incorrect_id=self.incorrect_id
+            )
             loss, mb_stats = laser_objective(
                 logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mb.response_mask, adv=adv[rows],
                 z_logp=fwd.z_logp, incorrect_logp=fwd.incorrect_logp, rewards=rewards[rows],
@@ -177,13 +177,35 @@ class LaserModule(DataParallelMixin, LightningModule):
                 sums[key] = sums[key] + (value if is_share else value * weight)
             z_logps.append(fwd.z_logp.detach())
             entropies.append(fwd.entropy[mb.response_mask.bool()])
+            if mb.logp is not None:
+                gaps.append((fwd.logp.detach() - mb.logp).abs() * mb.response_mask)
+            if fwd.z_in_response is not None:
+                z_inside.append(fwd.z_in_response[mb.response_mask.bool()])
         stats = self.sum_over_ranks(dict(sums))  # shares of the step's totals
         stats["policy/entropy"] = self.element_mean_over_ranks(torch.cat(entropies))[0]
+        if gaps:
+            stats |= self.logp_gap_stats(gaps, rollout.response_mask)
+        if z_inside:
+            stats |= self.z_in_response_stats(torch.cat(z_inside))
         if self.self_reward_id is not None:
             scores = self.score(torch.cat(z_logps), c_ref)
             gathered = [self.gather_rows(x) for x in (scores, rewards, finished, rollout.lengths)]
             stats |= self_reward_metrics(*gathered, self.sr)
         return stats
+
+    def logp_gap_stats(self, gaps: list[torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """How far the training pass's log-probs are from the ones the sampler drew with (per
+        token, over every rank): numerical noise, unless top-p < 1 truncates the sampler's tail."""
+        gap = torch.cat(gaps)  # (N, R): micro-batches share the rollout's width
+        mean, _ = self.element_mean_over_ranks(gap[mask.bool()])
+        return {"rollout_logp_gap/mean": mean, "rollout_logp_gap/max": self.gather_rows(gap.amax(-1)).max()}
+
+    def z_in_response_stats(self, z_inside: torch.Tensor) -> dict[str, torch.Tensor]:
+        """log pi(z) at the response positions, where the sampler never draws z: its largest value
+        (over every rank) and its median (this rank's, averaged over ranks)."""
+        key = "self_reward/z_logp_in_response"
+        median = self.mean_over_ranks({"m": z_inside.median()})["m"]
+        return {f"{key}/max": self.gather_rows(z_inside.max()[None]).max(), f"{key}/median": median}
 
     def backward_step(self, loss: torch.Tensor) -> None:
         # through Lightning when attached to a Trainer (precision, strategies), plain otherwise
@@ -195,7 +217,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         if self.reference is None:
             return None
         parts = [
-            sequence_logprobs(self.reference, mb, self.self_reward_id, self.sampler.temperature)
+            sequence_logprobs(self.reference, mb, self.self_reward_id, self.sampler.distribution)
             for mb in rollout.split(self.algo.micro_batch_size)
         ]
         width = rollout.response_ids.shape[1]

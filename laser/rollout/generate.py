@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from laser.rollout.distribution import SamplingDistribution
 from laser.rollout.types import Rollout
 
 
@@ -26,25 +27,26 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def sample_next(
-    logits: torch.Tensor,
-    temperature: float,
-    top_p: float,
-    banned_ids: list[int],
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """(N,) next tokens from (N, V) logits; banned ids are never drawn; temperature 0 is greedy."""
-    logits = logits.float()  # (N, V)
-    if banned_ids:
-        logits = logits.index_fill(-1, torch.tensor(banned_ids, device=logits.device), -torch.inf)
-    if temperature == 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)  # (N, V)
-    if top_p < 1.0:
+    logits: torch.Tensor, dist: SamplingDistribution, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) next tokens from (N, V) logits, and (N,) the log-prob of each under the distribution it
+    was drawn from (banned ids removed, tempered, top-p truncated; 0 for greedy's point mass)."""
+    logits = dist.allowed_logits(logits)  # (N, V)
+    if dist.temperature == 0:
+        tok = logits.argmax(-1)
+        return tok, torch.zeros(tok.shape, device=logits.device)
+    scaled = logits / dist.temperature
+    probs = torch.softmax(scaled, dim=-1)  # (N, V)
+    if dist.top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest set with mass >= top_p
+        outside = sorted_p.cumsum(-1) - sorted_p >= dist.top_p  # keep the smallest set with mass >= top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    logp = scaled.gather(-1, tok[:, None]).squeeze(-1) - scaled.logsumexp(-1)  # (N,)
+    if dist.top_p < 1.0:  # renormalised over the nucleus
+        logp = logp - probs.sum(-1).log()
+    return tok, logp
 
 
 def narrow_cache(cache, keep: torch.Tensor) -> torch.Tensor | None:
@@ -93,7 +95,7 @@ def generate(
     n = prompt_ids.shape[0]
     device = prompt_ids.device
     stop_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), device=device)
-    banned = ([] if self_reward_id is None else [self_reward_id]) + list(banned_ids)
+    dist = SamplingDistribution.of(temperature, top_p, self_reward_id, banned_ids)
     score = score and self_reward_id is not None
     mask = prompt_mask.long()
     pos = position_ids_from_mask(mask)
@@ -109,12 +111,14 @@ def generate(
     pending = torch.zeros_like(done)  # emitted EOS at the previous step, score not read yet
     z_logp = torch.full((n,), float("nan"), device=device)
     tokens: list[torch.Tensor] = []
+    logps: list[torch.Tensor] = []  # each sampled token's log-prob under the distribution drawn from
     for step in range(max_new_tokens):
         if pending.any():
             z_logp[pending] = torch.log_softmax(logits[pending].float(), -1)[:, self_reward_id]
-        tok = sample_next(logits, temperature, top_p, banned, generator)
+        tok, logp = sample_next(logits, dist, generator)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(tok)
+        logps.append(logp.masked_fill(done, 0.0))
         stops = torch.isin(tok, stop_ids)
         pending = ~done & stops if score else pending
         done = done | stops
@@ -148,4 +152,5 @@ def generate(
         response_mask=response_mask.long(),
         finished=is_eos.any(-1),
         z_logp=z_logp if score else None,
+        logp=torch.stack(logps, dim=1) * response_mask,
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from laser.data.collate import PromptBatch
+from laser.rollout.distribution import SamplingDistribution
 from laser.rollout.generate import generate
 from laser.rollout.types import Rollout
 
@@ -57,6 +58,11 @@ class Sampler:
         """Never sample `token_id` (like the self-reward token): e.g. a second verdict token."""
         if token_id not in self.banned_ids:
             self.banned_ids.append(token_id)
+
+    @property
+    def distribution(self) -> SamplingDistribution:
+        """What this sampler draws from; every log-prob pass over its rollouts takes this one."""
+        return SamplingDistribution.of(self.temperature, self.top_p, self.self_reward_id, self.banned_ids)
 
     def greedy(self) -> Sampler:
         """A sampler like this one that decodes greedily (temperature 0), with its own RNG."""

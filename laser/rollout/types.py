@@ -19,6 +19,8 @@ class Rollout:
         finished: (N,) True where the response ended with EOS (False: truncated).
         z_logp: (N,) log pi(z | x, y) read one step after EOS at temperature 1 (the in-rollout
             self-reward log-prob), NaN where not finished; None when the rollout did not score.
+        logp: (N, R) each sampled token's log-prob under the distribution the sampler drew it from
+            (0 after the response); None for rollouts not made by the sampler.
     """
 
     prompt_ids: torch.Tensor
@@ -27,6 +29,7 @@ class Rollout:
     response_mask: torch.Tensor
     finished: torch.Tensor
     z_logp: torch.Tensor | None = None
+    logp: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.prompt_ids.shape[0]
@@ -61,7 +64,8 @@ class Rollout:
             extra = width - x.shape[1]
             return torch.nn.functional.pad(x, (extra, 0) if left else (0, extra), value=value)
 
-        z = [r.z_logp for r in parts]
+        z, logp = [r.z_logp for r in parts], [r.logp for r in parts]
+        has_logp = all(v is not None for v in logp)
         return Rollout(
             prompt_ids=torch.cat([pad(r.prompt_ids, p_width, pad_id, True) for r in parts]),
             prompt_mask=torch.cat([pad(r.prompt_mask, p_width, 0, True) for r in parts]),
@@ -69,4 +73,5 @@ class Rollout:
             response_mask=torch.cat([pad(r.response_mask, r_width, 0, False) for r in parts]),
             finished=torch.cat([r.finished for r in parts]),
             z_logp=None if any(v is None for v in z) else torch.cat(z),
+            logp=torch.cat([pad(v, r_width, 0, False) for v in logp]) if has_logp else None,
         )
