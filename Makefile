@@ -11,7 +11,7 @@ HAS_GPU := $(shell command -v nvidia-smi 2>/dev/null)
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 ARGS ?=
 
-.PHONY: help install postgres run test test-all lint format smoke clean
+.PHONY: help install postgres run test lint format docs smoke clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,8 +51,11 @@ lint: install  ## ruff lint and format check
 format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
+docs: install  ## build the documentation site into site/ (a broken link or anchor fails it)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 smoke: install  ## the whole pipeline in seconds
 	$(BIN)/python -m laser.run debug=fast
 
 clean:  ## remove the virtual environment, caches and outputs
-	rm -rf $(VENV) .cache outputs
+	rm -rf $(VENV) .cache outputs site

@@ -197,6 +197,9 @@ def _check_paper_comparisons(run_root: Path, out: Path) -> None:
     verify = json.loads((run_root / "eval" / "self_verify.json").read_text())
     for key in ("self_verify/ece", "self_verify/length_spearman"):
         assert calibration.loc["eval", key] == pytest.approx(verify[key], nan_ok=True), key
+    loaded = runs.load_self_verify(run_root).set_index("run")  # the loader reads the same file
+    assert list(loaded.index) == ["eval"]
+    assert loaded.loc["eval", "self_verify/ece"] == pytest.approx(verify["self_verify/ece"], nan_ok=True)
 
 
 class _FakeWandbRun:

@@ -1,0 +1,310 @@
+"""Results tables made from run files, never by hand: `python -m analysis.tables`.
+
+A table is a `Table` spec below: a folder of runs under `docs/results/runs/` and the kind of table.
+Each run folder holds the small files a run leaves (`summary.json`, `run_info.json`, `config.yaml`,
+`metrics.csv`, `voting.csv`), copied from a sweep by
+
+    python -m analysis.tables collect <sweep dir> <name>      # e.g. outputs/showcase/multiruns/<date>
+
+Then `python -m analysis.tables` writes every table to `docs/results/<table>.md` (and README's
+marked table, and its showcase figure), each with the command and the run ids that made it, and
+`python -m analysis.tables check` fails when a committed table is not what its runs give. The same
+runs give the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "docs" / "results" / "runs"
+OUT = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+RUN_FILES = ("summary.json", "run_info.json", "config.yaml", "metrics.csv", "voting.csv")
+Z_INSIDE = "train/self_reward/z_logp_in_response"
+ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _first(series: pd.Series) -> float:
+    values = series.dropna()
+    return float(values.iloc[0]) if len(values) else float("nan")
+
+
+def _last(series: pd.Series) -> float:
+    values = series.dropna()
+    return float(values.iloc[-1]) if len(values) else float("nan")
+
+
+def read_run(run_dir: Path) -> dict:
+    """The numbers of one run that tables show: its summary, step-0 and last evaluations, and the
+    self-reward token's log-prob inside responses (first and last logged training steps)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    info = json.loads((run_dir / "run_info.json").read_text())
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    k = cfg["final_eval"]["samples"]
+    z_max = metrics.get(f"{Z_INSIDE}/max", pd.Series(dtype=float)).dropna()
+    z_median = metrics.get(f"{Z_INSIDE}/median", pd.Series(dtype=float)).dropna()
+    return {
+        "id": run_dir.name,
+        "algo": cfg["algo"]["name"],
+        "seed": cfg["seed"],
+        "overrides": info["hydra"]["overrides"],
+        "launcher": info["hydra"].get("launcher"),
+        "threads": info.get("torch_threads"),
+        "commit": info.get("git", {}).get("commit", "")[:7],
+        "k": k,
+        "base": _first(metrics["val/accuracy"]),
+        "final": _last(metrics["val/accuracy"]),
+        "last3": summary.get("summary/accuracy", float("nan")),
+        "greedy": _last(metrics.get("val/accuracy_greedy", pd.Series(dtype=float))),
+        "f1": summary.get("summary/self_verify/f1", float("nan")),
+        "auroc": summary.get("summary/self_verify/auroc", float("nan")),
+        "within": summary.get("final/self_verify/auroc_within", float("nan")),
+        **{m: summary.get(f"final/{m}@{k}", float("nan")) for m in VOTES},
+        "z_max_first": float(z_max.iloc[0]) if len(z_max) else float("nan"),
+        "z_max_last": float(z_max.iloc[-10:].max()) if len(z_max) else float("nan"),
+        "z_median_last": float(z_median.iloc[-10:].mean()) if len(z_median) else float("nan"),
+    }
+
+
+VOTES = ("pass@1", "majority", "weighted_majority", "best_of_k")
+
+
+def read_runs(name: str) -> list[dict]:
+    """Every run under docs/results/runs/<name>, in run-id order."""
+    folder = RUNS / name
+    dirs = sorted(d for d in folder.iterdir() if (d / "summary.json").exists()) if folder.is_dir() else []
+    if not dirs:
+        raise FileNotFoundError(f"no runs under {folder}: copy a sweep there with `collect`")
+    return [read_run(d) for d in dirs]
+
+
+def multirun_command(runs: list[dict]) -> str:
+    """The one multirun command that launched these runs, from their own overrides."""
+    values: dict[str, list[str]] = {}
+    for run in runs:
+        for override in run["overrides"]:
+            key, _, value = override.partition("=")
+            values.setdefault(key, [])
+            if value not in values[key]:
+                values[key].append(value)
+    launcher = runs[0]["launcher"]
+    parts = ["python -m laser.run -m", *([f"hydra/launcher={launcher}"] if launcher != "basic" else [])]
+    return " ".join(parts + [f"{k}={','.join(v)}" for k, v in values.items()])
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt(x: float) -> str:
+    return "–" if x != x else f"{x:.4f}"
+
+
+def mean_sd(values: list[float]) -> str:
+    """`mean ± sd` (sample standard deviation) of the finite values."""
+    finite = [v for v in values if v == v]
+    if not finite:
+        return "–"
+    sd = statistics.stdev(finite) if len(finite) > 1 else float("nan")
+    return f"{statistics.mean(finite):.4f} ± {sd:.4f}"
+
+
+def points(a: float, b: float) -> float:
+    """a − b in points (percent)."""
+    return 100 * (a - b)
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def arms(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs by algorithm, GRPO first."""
+    out: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: (r["algo"] != "grpo", r["algo"], r["seed"])):
+        out.setdefault(run["algo"], []).append(run)
+    return out
+
+
+def footer(runs: list[dict]) -> str:
+    commits = sorted({r["commit"] for r in runs})
+    threads = sorted({str(r["threads"]) for r in runs})
+    return (
+        f"Made by `python -m analysis.tables` from the runs of `{multirun_command(runs)}` "
+        f"(commit {', '.join(commits)}, {'/'.join(threads)} torch thread(s) per run); run ids: "
+        + ", ".join(f"`{r['id']}`" for r in runs)
+        + "."
+    )
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def seeds_table(runs: list[dict]) -> str:
+    """Mean ± sd over seeds, one row per algorithm."""
+    k = runs[0]["k"]
+    header = [
+        "arm (seeds)", "accuracy, step 0", "accuracy, last 3", "greedy, final", "F1, last 3",
+        "AUROC, last 3", "within-prompt AUROC", f"majority@{k}", f"weighted@{k}", "weighted − majority (pts)",
+        f"best-of-{k} − pass@1 (pts)",
+    ]  # fmt: skip
+    rows = []
+    for algo, group in arms(runs).items():
+        col = {key: [r[key] for r in group] for key in group[0]}
+        rows.append(
+            [
+                f"{ARM_NAMES.get(algo, algo)} ({', '.join(str(s) for s in col['seed'])})",
+                *(mean_sd(col[key]) for key in ("base", "last3", "greedy", "f1", "auroc", "within")),
+                mean_sd(col["majority"]),
+                mean_sd(col["weighted_majority"]),
+                _points_mean_sd(group, "weighted_majority", "majority"),
+                _points_mean_sd(group, "best_of_k", "pass@1"),
+            ]
+        )
+    return markdown(header, rows)
+
+
+def _points_mean_sd(group: list[dict], a: str, b: str) -> str:
+    values = [points(r[a], r[b]) for r in group]
+    finite = [v for v in values if v == v]
+    if not finite:
+        return "–"
+    sd = f"{statistics.stdev(finite):.1f}" if len(finite) > 1 else "–"
+    return f"{statistics.mean(finite):+.1f} ± {sd}"
+
+
+def runs_table(runs: list[dict]) -> str:
+    """One row per run, with the self-reward token's log-prob inside responses."""
+    k = runs[0]["k"]
+    header = [
+        "arm", "seed", "accuracy: step 0 → final (last 3)", "greedy", "F1 / AUROC", "within",
+        f"pass@1 / majority@{k} / weighted@{k} / best-of-{k}",
+        "max log π(z) in responses: first logged step → last 100 steps", "median, last 100 steps",
+    ]  # fmt: skip
+    rows = [
+        [
+            ARM_NAMES.get(r["algo"], r["algo"]),
+            str(r["seed"]),
+            f"{fmt(r['base'])} → {fmt(r['final'])} ({fmt(r['last3'])})",
+            fmt(r["greedy"]),
+            f"{fmt(r['f1'])} / {fmt(r['auroc'])}",
+            fmt(r["within"]),
+            " / ".join(fmt(r[m]) for m in VOTES),
+            f"{r['z_max_first']:.2f} → {r['z_max_last']:.2f}",
+            f"{r['z_median_last']:.2f}",
+        ]
+        for group in arms(runs).values()
+        for r in group
+    ]
+    return markdown(header, rows)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # docs/results/<name>.md
+    runs: str  # docs/results/runs/<runs>
+    make: Callable[[list[dict]], str]
+    readme: bool = False  # also README's table between its markers
+
+
+TABLES = (
+    Table("default", "default", seeds_table, readme=True),
+    Table("default_runs", "default", runs_table),
+    Table("showcase", "showcase", seeds_table),
+    Table("showcase_runs", "showcase", runs_table),
+)
+
+
+def render(table: Table) -> str:
+    runs = read_runs(table.runs)
+    return f"{table.make(runs)}\n\n{footer(runs)}\n"
+
+
+def readme_with(text: str, table: str, name: str) -> str:
+    """README's text with the table between `<!-- table:name -->` and `<!-- /table:name -->`."""
+    start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README.md has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{table}{end}{rest.split(end, 1)[1]}"
+
+
+def outputs() -> dict[Path, str]:
+    """Every file the tables make, with its text."""
+    files: dict[Path, str] = {}
+    readme = README.read_text()
+    for table in TABLES:
+        text = render(table)
+        files[OUT / f"{table.name}.md"] = text
+        if table.readme:
+            readme = readme_with(readme, text, table.name)
+    files[README] = readme
+    return files
+
+
+def showcase_figure(path: Path = ROOT / "docs" / "figures" / "showcase_scaling.png") -> None:
+    """README's figure: the showcase's inference-time scaling, seed 0 of each algorithm."""
+    from analysis.figures import plot_scaling
+    from analysis.runs import load_voting
+
+    dirs = [RUNS / "showcase" / r["id"] for r in read_runs("showcase") if r["seed"] == 0]
+    plot_scaling(load_voting(dirs), path)
+
+
+def collect(sweep: Path, name: str) -> None:
+    """Copy the small files of a sweep's runs into docs/results/runs/<name>/<sweep>_<job>."""
+    jobs = sorted(d for d in sweep.iterdir() if (d / "summary.json").exists())
+    if not jobs:
+        raise FileNotFoundError(f"no finished run (summary.json) under {sweep}")
+    for job in jobs:
+        dest = RUNS / name / f"{sweep.name}_{job.name}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for file in RUN_FILES:
+            if (job / file).exists():
+                shutil.copy(job / file, dest / file)
+    print(f"copied {len(jobs)} runs to {RUNS / name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("write", help="write every table (the default)")
+    sub.add_parser("check", help="fail when a committed table differs from what its runs give")
+    grab = sub.add_parser("collect", help="copy a sweep's run files under docs/results/runs/<name>")
+    grab.add_argument("sweep", type=Path)
+    grab.add_argument("name")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        collect(args.sweep, args.name)
+        return 0
+    stale = []
+    for path, text in outputs().items():
+        if args.command == "check":
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+        else:
+            path.write_text(text)
+    if args.command != "check":
+        showcase_figure()
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is not what its runs give: run `python -m analysis.tables`")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

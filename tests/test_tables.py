@@ -1,0 +1,71 @@
+"""Results tables are made from run files: the committed ones are what their runs give."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from analysis import tables
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(algo: str, seed: int, **numbers) -> dict:
+    base = {"algo": algo, "seed": seed, "k": 8, "id": f"sweep_{seed}", "commit": "abc1234", "threads": 1}
+    base["overrides"] = ["+experiment=showcase", f"algo={algo}", f"seed={seed}"]
+    base["launcher"] = "local"
+    keys = ("base", "final", "last3", "greedy", "f1", "auroc", "within", *tables.VOTES)
+    return base | dict.fromkeys(keys, 0.5) | numbers
+
+
+def test_the_multirun_command_is_rebuilt_from_the_runs_overrides() -> None:
+    runs = [run(a, s) for a in ("grpo", "laser") for s in (0, 1, 2)]
+    assert tables.multirun_command(runs) == (
+        "python -m laser.run -m hydra/launcher=local +experiment=showcase algo=grpo,laser seed=0,1,2"
+    )
+
+
+def test_mean_and_sample_sd_by_hand() -> None:
+    assert tables.mean_sd([0.7, 0.8, 0.9]) == "0.8000 ± 0.1000"  # sd with n - 1: sqrt(0.02 / 2)
+    assert tables.mean_sd([float("nan")]) == "–"
+    assert tables.mean_sd([0.5]) == "0.5000 ± nan"
+
+
+def test_seeds_table_has_one_row_per_algorithm_grpo_first() -> None:
+    runs = [run("laser", 0, majority=0.70, weighted_majority=0.78), run("laser", 1), run("grpo", 0)]
+    text = tables.seeds_table(runs)
+    rows = [line for line in text.splitlines() if line.startswith("| GRPO") or line.startswith("| LaSeR")]
+    assert [r.split(" | ")[0] for r in rows] == ["| GRPO (0)", "| LaSeR (0, 1)"]
+    assert "+4.0 ± 5.7" in rows[1]  # weighted − majority: +8 and 0 points
+
+
+def test_readme_table_goes_between_its_markers_and_nowhere_else() -> None:
+    text = "a\n<!-- table:x -->\nold\n<!-- /table:x -->\nb\n"
+    assert tables.readme_with(text, "new\n", "x") == "a\n<!-- table:x -->\nnew\n<!-- /table:x -->\nb\n"
+    with pytest.raises(ValueError, match="markers"):
+        tables.readme_with("no markers", "t", "x")
+
+
+def test_read_run_takes_its_numbers_from_the_run_files(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps({"summary/accuracy": 0.7, "final/pass@1@8": 0.6}))
+    info = {"hydra": {"overrides": ["seed=3"], "launcher": "basic"}, "torch_threads": 1}
+    (tmp_path / "run_info.json").write_text(json.dumps(info))
+    (tmp_path / "config.yaml").write_text("seed: 3\nalgo: {name: laser}\nfinal_eval: {samples: 8}\n")
+    (tmp_path / "metrics.csv").write_text("step,val/accuracy\n0,0.25\n10,\n100,0.5\n")
+    got = tables.read_run(tmp_path)
+    assert (got["base"], got["final"], got["last3"], got["pass@1"], got["seed"]) == (0.25, 0.5, 0.7, 0.6, 3)
+
+
+def test_committed_tables_are_what_their_runs_give() -> None:
+    assert tables.main(["check"]) == 0, "run `python -m analysis.tables` and commit the tables"
+
+
+def test_readme_links_point_to_files_that_exist() -> None:
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(((?!https?://)[^)#]+)", text)
+    assert targets, "README links to its docs"
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"
