@@ -324,3 +324,10 @@ def test_a_flagged_credit_pays_a_wrong_fold_that_ends_in_a_nonzero_difference(tm
     ):
         with pytest.raises(ValueError, match=match):
             validate(compose_train(tmp_path, overrides, debug=None))
+
+
+def test_an_unknown_reward_kind_is_an_error_that_lists_the_known_ones() -> None:
+    cfg = RewardConfig()
+    object.__setattr__(cfg, "kind", "bogus")  # past the schema's own check, as a caller might build it
+    with pytest.raises(ValueError, match=r"reward\.kind='bogus'.*math_verify.*arithmetic_steps"):
+        make_verifier(cfg)

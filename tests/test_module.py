@@ -175,3 +175,20 @@ def test_the_advantages_use_the_training_rewards_and_the_mse_the_verifiers(tmp_p
     assert logged["train/policy/loss"] == pytest.approx(0.0, abs=1e-7)
     assert logged["train/self_reward/mse"] > 0
     assert logged["train/loss/total"] == pytest.approx(0.5 * logged["train/self_reward/mse"], rel=1e-5)
+
+
+class _TimingOutVerifier(Verifier):
+    """A math-verify verifier whose every call reports one answer timed out (judged wrong)."""
+
+    def __call__(self, responses, answers, prompts=None):
+        rewards = super().__call__(responses, answers, prompts)
+        self.last_stats = {**self.last_stats, "timeouts": 1}
+        return rewards
+
+
+def test_verifier_time_outs_are_logged_at_every_step(tmp_path) -> None:
+    module = make_module(8)
+    module.verifier = _TimingOutVerifier()
+    logged = _fit_one_step(module, tmp_path)
+    assert logged["train/verifier/timeouts"] == 1.0
+    assert "train/verifier/math_verify" in logged

@@ -74,7 +74,6 @@ def test_verdict_rankings_read_the_log_odds_of_two_tokens_after_eos() -> None:
     assert set(forward) == {"verdict_pooled", "verdict_within"}
     assert math.isclose(forward["verdict_pooled"], 1 - swapped["verdict_pooled"], abs_tol=1e-6)
     assert math.isclose(forward["verdict_within"], 1 - swapped["verdict_within"], abs_tol=1e-6)
-    assert 0.0 <= forward["verdict_within"] <= 1.0
 
 
 def test_task_references_read_the_check_and_the_listed_answers_off_the_responses() -> None:

@@ -97,5 +97,5 @@ def test_short_run_on_cuda(tmp_path, keep_threads) -> None:
     assert result["hardware"]["device"] == "cuda" and result["hardware"]["gpu"]
     assert result["peak_memory"]["kind"] == "torch.cuda.max_memory_allocated"
     assert result["peak_memory"]["bytes"] > 0
-    assert all(s["median_ms"] >= 0 for s in result["stages"].values())
+    assert all(s["median_ms"] > 0 for s in result["stages"].values())  # every stage ran
     assert sum(s["share"] for s in result["stages"].values()) == pytest.approx(1.0)

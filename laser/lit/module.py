@@ -101,6 +101,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
         adv, stats = step_advantages(paid, scores, rollout.finished, self.algo, mixing, self_only)
         stats["reward/zero_std_frac"] = zero_variance_frac(paid, self.algo.group_size)  # no signal
+        stats |= self.verifier_stats()
         if paid is not rewards:
             stats["reward/training/mean"] = paid.float().mean()
         stats = self.mean_over_ranks(stats)  # every rank has as many groups
@@ -122,6 +123,13 @@ class LaserModule(DataParallelMixin, LightningModule):
             return rewards
         shape = getattr(self.verifier, "training_rewards", None)
         return rewards, rewards if shape is None else shape(texts, prompts, rewards)
+
+    def verifier_stats(self) -> dict[str, torch.Tensor]:
+        """The verifier's last call, counted where a failure would otherwise pass unseen: answers
+        sent to math-verify, and those it timed out on (judged wrong)."""
+        last = getattr(self.verifier, "last_stats", None) or {}
+        counts = {k: last[k] for k in ("math_verify", "timeouts") if k in last}
+        return {f"verifier/{k}": torch.tensor(float(v), device=self.device) for k, v in counts.items()}
 
     def update(self, rollout, rewards, adv, ref, alpha: float) -> dict[str, torch.Tensor]:
         """Accumulate the step's gradient over micro-batches, then take one optimiser step."""

@@ -21,5 +21,9 @@ def make_verifier(cfg, task=None) -> Verifier | ArithmeticVerifier:
             kind = task.check if self_check else "none"
             score_check = kind if cfg.check == "scored" else "none"
             return ArithmeticVerifier(kind, score_check, cfg.check_credit, cfg.credit_for)
-        case _:
+        case "math_verify":
             return Verifier(**options)
+        case _:
+            raise ValueError(
+                f"reward.kind={cfg.kind!r} is unknown: give one of 'math_verify', 'arithmetic_steps'"
+            )
