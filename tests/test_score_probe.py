@@ -9,7 +9,7 @@ import torch
 
 from laser.configs import ArithmeticTaskConfig
 from laser.data.arithmetic import arithmetic_dataset
-from laser.eval.score_probe import (
+from laser.research.score_probe import (
     Samples,
     main,
     references,
@@ -58,8 +58,9 @@ def test_the_score_learns_a_within_prompt_rule_and_the_probe_sees_it() -> None:
     assert set(refs) == {"difficulty_pooled", "seq_logprob_pooled", "seq_logprob_within"}
 
 
-def test_command_runs_on_the_debug_config(capsys) -> None:
-    out = main(["--prompts", "8", "--eval-prompts", "8", "--steps", "2", "--threads", "1", "debug=fast"])
+def test_command_runs_on_the_debug_config(capsys, tmp_path) -> None:
+    argv = ["--prompts", "8", "--eval-prompts", "8", "--steps", "2", "--threads", "1", "debug=fast"]
+    out = main([*argv, f"paths.cache_dir={tmp_path}"])
     assert [row["step"] for row in out["history"]] == [0, 1, 2]
     assert all(math.isfinite(row["train_mse"]) for row in out["history"])
     printed = capsys.readouterr().out

@@ -1,11 +1,13 @@
-"""laser.eval.step_probe: steps along fixed directions, each from the same weights."""
+"""laser.research.step_probe: steps along fixed directions, each from the same weights."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
-from laser.eval import step_probe
+from laser.research import step_probe
 
 
 def test_unit_scales_to_norm_one_and_gives_none_for_no_signal():
@@ -24,8 +26,12 @@ def test_probe_steps_from_the_same_weights_and_restores_them():
     torch.testing.assert_close(model.weight, torch.tensor([[1.0, 2.0]]))
 
 
-def test_main_prints_a_row_per_direction(capsys):
-    results = step_probe.main(["--batches", "2", "--eval-prompts", "8", "debug=fast", "--norms", "0.05"])
+def test_main_prints_a_row_per_direction_and_writes_them(capsys, tmp_path):
+    out = tmp_path / "probe.json"
+    argv = ["--batches", "2", "--eval-prompts", "8", "--json", str(out), "debug=fast",
+            f"paths.cache_dir={tmp_path}", "--norms", "0.05"]  # fmt: skip
+    results = step_probe.main(argv)
+    assert json.loads(out.read_text())["results"] == results
     out = capsys.readouterr().out
     for name in ("policy gradient", "reverse", "random", "supervised"):
         assert name in out

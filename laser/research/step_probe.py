@@ -1,6 +1,6 @@
 """Can RL move this policy? A probe of one clean policy-gradient step, before a training run.
 
-    python -m laser.eval.step_probe [--policy DIR] [--batches 32] [--eval-prompts 512]
+    python -m laser.research.step_probe [--policy DIR] [--batches 32] [--eval-prompts 512]
                                     [--threads T] [overrides ...] [--norms 0.05 0.1 0.2]
 
 Estimates the GRPO gradient (E1, on-policy) of the base policy from `--batches` rollout batches of
@@ -29,9 +29,9 @@ import torch
 from laser.algo import clipped_policy_loss, group_advantages
 from laser.assembly import load_inputs, make_samplers
 from laser.data.collate import PromptCollator
-from laser.eval.score_probe import first, load_policy, probe_config, probe_parser
 from laser.models.base_policy import solution_nll
 from laser.models.loading import stop_token_ids
+from laser.research.score_probe import first, load_policy, probe_config, probe_parser, write_json
 from laser.rewards import make_verifier
 from laser.rollout.logprobs import sequence_logprobs
 
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(f"{name:<16}  no signal: zero gradient (every group's rewards were equal)")
             continue
         print(f"{name:<16}" + "".join(f"  {results[f'{name}@{n}']:<11.4f}" for n in args.norms))
-    return results
+    return write_json(args.json, results, args)
 
 
 if __name__ == "__main__":

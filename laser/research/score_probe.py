@@ -1,6 +1,6 @@
 """Can the policy learn to tell its own right responses from its wrong ones? A self-reward probe.
 
-    python -m laser.eval.score_probe [--policy DIR] [--prompts 2048] [--eval-prompts 512]
+    python -m laser.research.score_probe [--policy DIR] [--prompts 2048] [--eval-prompts 512]
                                      [--steps 1500] [--lr 1e-3] [--threads T] [overrides ...]
 
 Samples K = algo.group_size completions per prompt from the policy (training and held-out
@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -247,7 +249,16 @@ def probe_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--policy", default=None, help="an exported policy folder (default: the base policy)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write what the probe prints here")
     return parser
+
+
+def write_json(path: Path | None, results: dict, args: argparse.Namespace) -> dict:
+    """The probe's results (and the arguments that made them) as JSON at `path`, when given."""
+    if path is not None:
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        path.write_text(json.dumps({"args": options, "results": results}, indent=1) + "\n")
+    return results
 
 
 def probe_config(args: argparse.Namespace):
@@ -310,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"step {row['step']:5d}  train MSE {row['train_mse']:.4f}  "
             f"score AUROC pooled {row['pooled']:.4f}  within {row['within']:.4f}"
         )
-    return {"references": refs, "history": history}
+    return write_json(args.json, {"references": refs, "history": history}, args)
 
 
 if __name__ == "__main__":
