@@ -51,3 +51,14 @@ def test_configs_do_not_import_the_data_package() -> None:
 def test_the_entry_point_stays_thin() -> None:
     lines = (PACKAGE / "run.py").read_text().splitlines()
     assert len(lines) <= 120, f"laser/run.py has {len(lines)} lines; move assembly to laser/assembly.py"
+
+
+def test_the_library_does_not_import_the_research_probes() -> None:
+    library = [PACKAGE / name for name in ("lit", "rollout", "algo", "eval")]
+    importers = [
+        str(path.relative_to(ROOT))
+        for folder in library
+        for path in sorted(folder.rglob("*.py"))
+        if any(m == "laser.research" or m.startswith("laser.research.") for m in imported_modules(path))
+    ]
+    assert not importers, f"these import laser.research (a probe belongs outside the library): {importers}"
