@@ -151,15 +151,67 @@ class RewardSourceConfig:
 
 
 @dataclass
+class OverlongConfig:
+    """Responses that reach rollout.max_new_tokens (DAPO, Yu et al. 2025, section 3.4)."""
+
+    buffer_frac: float = 0.0
+    """Soft overlong punishment: over the last `buffer_frac` of rollout.max_new_tokens the training
+    reward falls linearly from 0 to -penalty_factor, reached at the limit (a truncated response gets
+    all of it); the self-reward's target stays the verifier's 0/1. 0 turns it off. DAPO: a buffer of
+    4096 of 20480 tokens, 0.2."""
+    penalty_factor: float = 1.0
+    """The penalty at the limit (DAPO, verl's overlong_buffer.penalty_factor: 1.0)."""
+    mask_truncated: bool = False
+    """Leave truncated responses (no EOS) out of the policy-gradient and KL terms: DAPO's overlong
+    filtering, TRL's mask_truncated_completions. The self-reward MSE excludes them anyway (E5)."""
+
+    def __post_init__(self) -> None:
+        p = "algo.overlong"
+        ok = 0 <= self.buffer_frac < 1
+        _require(ok, f"{p}.buffer_frac", self.buffer_frac, "must be in [0, 1) (0 = off; DAPO: 0.2)")
+        ok = self.penalty_factor > 0
+        _require(ok, f"{p}.penalty_factor", self.penalty_factor, "must be > 0 (DAPO: 1.0)")
+
+
+@dataclass
+class DynamicSamplingConfig:
+    """DAPO's dynamic sampling (Yu et al. 2025, section 3.2): groups whose verifier rewards are all
+    equal are dropped, and more prompts are sampled until data.batch_size groups vary."""
+
+    max_extra_rounds: int = 0
+    """Rounds of data.batch_size more prompts a step may sample after its first; 0 turns dynamic
+    sampling off. Past the cap the batch is topped up with dropped groups (zero advantage, as
+    without dynamic sampling). DAPO's verl recipe: max_num_gen_batches=10, i.e. 9 extra rounds."""
+    keep_for_mse: bool = False
+    """Also train the self-reward's verification loss on the dropped groups (and on varied groups
+    drawn beyond the batch); the policy gradient still sees only the batch's groups."""
+
+    def __post_init__(self) -> None:
+        p = "algo.dynamic_sampling"
+        ok = self.max_extra_rounds >= 0
+        _require(ok, f"{p}.max_extra_rounds", self.max_extra_rounds, "must be >= 0 (0 = off; DAPO: 9)")
+        ok = not self.keep_for_mse or self.max_extra_rounds > 0
+        fix = f"keeping dropped groups needs dynamic sampling: set {p}.max_extra_rounds > 0, or false"
+        _require(ok, f"{p}.keep_for_mse", self.keep_for_mse, fix)
+
+    @property
+    def active(self) -> bool:
+        """Whether steps sample more prompts to replace dropped groups."""
+        return self.max_extra_rounds > 0
+
+
+@dataclass
 class AlgoConfig:
-    """GRPO (E1) plus the self-reward block; the policy-gradient knobs follow verl's names."""
+    """The policy-gradient baseline (GRPO, Dr. GRPO, DAPO, GSPO) plus the self-reward block; the
+    policy-gradient knobs follow verl's names."""
 
     name: str = "laser"
     """Label of the algorithm, used in run names."""
     group_size: int = 8
     """Completions sampled per prompt (G); advantages are normalised within each group."""
     adv_scale: str = "group_std"
-    """'group_std' (GRPO) or 'none' (centre only)."""
+    """'group_std' (GRPO), 'batch_std' (the group-centred reward over the whole batch's std, TRL's
+    scale_rewards='batch') or 'none' (centre only, Dr. GRPO)."""
     clip_low: float = 0.2
     """PPO clip range below 1."""
     clip_high: float = 0.2
@@ -167,21 +219,34 @@ class AlgoConfig:
     dual_clip: float | None = 3.0
     """Dual-clip constant for negative advantages (> 1), or null."""
     loss_agg: str = "token_mean"
-    """'token_mean', 'seq_mean_token_mean' or 'seq_mean_token_sum'."""
+    """'token_mean' (every token of the step alike: DAPO's token-level loss, verl's default),
+    'seq_mean_token_mean' (each response alike: GRPO's paper form, GSPO), 'seq_mean_token_sum', or
+    'seq_mean_token_sum_norm' (token sums over rollout.max_new_tokens, a constant: Dr. GRPO)."""
+    ratio_level: str = "token"
+    """The importance ratio PPO clips: 'token' (PPO, GRPO) or 'sequence' (GSPO: the length-normalised
+    sequence ratio; TRL's importance_sampling_level, verl's loss_mode=gspo)."""
+    rollout_is_cap: float | None = None
+    """Truncated importance sampling against the rollout's recorded log-probs: each token's policy
+    loss times min(pi_old / pi_rollout, cap) (verl's rollout_is_threshold: 2; TRL: 3). null: off
+    (sampler and training pass share one distribution here, so they differ only by numerical noise,
+    or where rollout.top_p < 1 truncates the sampler's tail)."""
     kl_beta: float = 0.0
     """Weight of the KL loss to the reference model (0, as in the paper, loads no reference)."""
     kl_estimator: str = "k3"
     """'k1' or 'k3'."""
     micro_batch_size: int = 64
     """Rows per training forward/backward; the step's loss is normalised over all rows."""
+    overlong: OverlongConfig = field(default_factory=OverlongConfig)
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
     self_reward: SelfRewardConfig = field(default_factory=SelfRewardConfig)
     reward_source: RewardSourceConfig = field(default_factory=RewardSourceConfig)
 
     def __post_init__(self) -> None:
         _require(self.group_size >= 2, "algo.group_size", self.group_size, "must be >= 2")
-        _one_of("algo.adv_scale", self.adv_scale, ("group_std", "none"))
-        aggs = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
+        _one_of("algo.adv_scale", self.adv_scale, ("group_std", "batch_std", "none"))
+        aggs = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
         _one_of("algo.loss_agg", self.loss_agg, aggs)
+        self._check_baseline_options()
         _one_of("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
         _require(0 <= self.clip_low < 1, "algo.clip_low", self.clip_low, "must be in [0, 1)")
         _require(self.clip_high >= 0, "algo.clip_high", self.clip_high, "must be >= 0")
@@ -193,6 +258,15 @@ class AlgoConfig:
         _require(switch is None or self.self_reward.token is not None,
                  "algo.reward_source.self_after_step", switch,
                  "the self-reward as the reward needs algo.self_reward.token")  # fmt: skip
+
+    def _check_baseline_options(self) -> None:
+        _one_of("algo.ratio_level", self.ratio_level, ("token", "sequence"))
+        cap = self.rollout_is_cap
+        _require(cap is None or cap >= 1, "algo.rollout_is_cap", cap, "must be >= 1 or null (verl: 2)")
+        keep = self.dynamic_sampling.keep_for_mse
+        _require(not keep or self.self_reward.alpha > 0, "algo.dynamic_sampling.keep_for_mse", keep,
+                 "the dropped groups would train only the self-reward loss, which alpha=0 turns off: "
+                 "set algo.self_reward.alpha > 0 (e.g. algo=dapo_laser) or false")  # fmt: skip
 
     @property
     def needs_reference(self) -> bool:

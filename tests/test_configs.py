@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from laser.configs import validate
+from laser.configs import AlgoConfig, validate
 from laser.run import train
 
 from helpers import compose_train
 
+ROOT = Path(__file__).resolve().parents[1]
 GROUP_CHOICES = [[], ["algo=grpo"], ["logger=csv"], ["callbacks=none"]]
 
 
@@ -64,6 +67,13 @@ def test_wrong_type_fails_naming_the_key(tmp_path: Path) -> None:
         ("algo.reward_source.self_after_step=-1", "algo.reward_source.self_after_step"),
         ("algo.reward_source.self_after_step=2.5", "algo.reward_source.self_after_step"),
         ("algo.reward_source.self_after_step=soon", "algo.reward_source.self_after_step"),
+        ("algo.adv_scale=batch", "algo.adv_scale"),
+        ("algo.ratio_level=group", "algo.ratio_level"),
+        ("algo.rollout_is_cap=0.5", "algo.rollout_is_cap"),
+        ("algo.overlong.buffer_frac=1.0", "algo.overlong.buffer_frac"),
+        ("algo.overlong.penalty_factor=0", "algo.overlong.penalty_factor"),
+        ("algo.dynamic_sampling.max_extra_rounds=-1", "algo.dynamic_sampling.max_extra_rounds"),
+        ("algo.dynamic_sampling.keep_for_mse=true", "algo.dynamic_sampling.keep_for_mse"),  # no rounds
     ],
 )
 def test_out_of_range_value_names_key(tmp_path: Path, override: str, key: str) -> None:
@@ -155,3 +165,49 @@ def test_bad_final_eval_fails_before_training(tmp_path: Path, override: str) -> 
     with pytest.raises(ValueError, match=override.replace(".", r"\.") + " is invalid"):
         train(compose_train(tmp_path, [override]))
     assert _nothing_built(tmp_path)
+
+
+BASELINES = ["grpo", "dr_grpo", "dapo", "gspo"]
+
+
+@pytest.mark.parametrize("baseline", BASELINES)
+def test_each_baseline_gets_laser_from_one_override(tmp_path: Path, baseline: str) -> None:
+    plain = validate(compose_train(tmp_path, [f"algo={baseline}"], debug=None)).algo
+    with_laser = "laser" if baseline == "grpo" else f"{baseline}_laser"
+    laser = validate(compose_train(tmp_path, [f"algo={with_laser}"], debug=None)).algo
+    assert (plain.name, laser.name) == (baseline, with_laser)
+    assert (plain.self_reward.alpha, plain.self_reward.tau) == (0.0, 0.0)
+    assert laser.self_reward.alpha > 0 and laser.self_reward.tau > 0
+    # LaSeR changes the self-reward block only; `algo/self_reward=laser` does the same (keeping the name)
+    strip = lambda a: {k: v for k, v in asdict(a).items() if k not in ("name", "self_reward")}  # noqa: E731
+    assert strip(plain) == strip(laser)
+    group = validate(compose_train(tmp_path, [f"algo={baseline}", "algo/self_reward=laser"], debug=None)).algo
+    assert asdict(group) == asdict(laser) | {"name": baseline}
+
+
+def test_the_baseline_presets_set_their_papers_values(tmp_path: Path) -> None:
+    algo = {b: validate(compose_train(tmp_path, [f"algo={b}"], debug=None)).algo for b in BASELINES}
+    assert (algo["dr_grpo"].adv_scale, algo["dr_grpo"].loss_agg) == ("none", "seq_mean_token_sum_norm")
+    dapo = algo["dapo"]
+    assert (dapo.clip_low, dapo.clip_high, dapo.loss_agg) == (0.2, 0.28, "token_mean")
+    assert dapo.overlong.buffer_frac == 0.2 and dapo.dynamic_sampling.max_extra_rounds == 9
+    gspo = algo["gspo"]
+    assert (gspo.ratio_level, gspo.clip_low, gspo.clip_high) == ("sequence", 3e-4, 4e-4)
+    assert (gspo.loss_agg, gspo.dual_clip) == ("seq_mean_token_mean", None)
+
+
+def test_the_grpo_preset_restates_the_schema_defaults() -> None:
+    """One home for every default: conf/algo/grpo.yaml, the preset the others build on, gives each
+    policy-gradient key the value its schema field defaults to."""
+    yaml = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "algo" / "grpo.yaml"))
+    schema = asdict(AlgoConfig())
+    for key, value in yaml.items():
+        if key not in ("defaults", "name"):
+            assert value == schema[key], key
+
+
+def test_keeping_dropped_groups_for_the_mse_needs_the_mse(tmp_path: Path) -> None:
+    keep = "algo.dynamic_sampling.keep_for_mse=true"
+    assert validate(compose_train(tmp_path, ["algo=dapo_laser", keep])).algo.dynamic_sampling.keep_for_mse
+    with pytest.raises(ValueError, match=r"algo\.dynamic_sampling\.keep_for_mse=True.*alpha"):
+        validate(compose_train(tmp_path, ["algo=dapo", keep]))

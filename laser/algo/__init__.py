@@ -4,11 +4,15 @@ from laser.algo.advantages import (
     group_advantages,
     self_reward_advantages,
     self_reward_as_reward,
+    varied_groups,
     zero_variance_frac,
 )
+from laser.algo.dynamic_sampling import fill_order, group_rows
+from laser.algo.importance import importance_log_ratio, truncated_is_weights
 from laser.algo.kl import kl_estimate, kl_penalty
 from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
 from laser.algo.objective import laser_objective
+from laser.algo.overlong import mask_truncated, overlong_penalty
 from laser.algo.policy_loss import clipped_policy_loss
 from laser.algo.scaling import best_of_k, pass_at_k, scaling_curves, vote
 from laser.algo.schedule import lr_factor, self_reward_only, self_reward_phase, switch_step
@@ -35,15 +39,20 @@ __all__ = [
     "clipped_policy_loss",
     "difficulty_auroc",
     "expected_calibration_error",
+    "fill_order",
     "group_advantages",
+    "group_rows",
     "grouped_auroc",
+    "importance_log_ratio",
     "kl_estimate",
     "kl_penalty",
     "laser_objective",
     "length_correlations",
     "lr_factor",
+    "mask_truncated",
     "masked_mean",
     "masked_sum",
+    "overlong_penalty",
     "pass_at_k",
     "scaling_curves",
     "self_reward_advantages",
@@ -57,6 +66,8 @@ __all__ = [
     "spearman",
     "summarize",
     "switch_step",
+    "truncated_is_weights",
+    "varied_groups",
     "vote",
     "zero_variance_frac",
 ]

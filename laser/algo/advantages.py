@@ -1,5 +1,6 @@
-"""Group-relative advantages: GRPO's verifier advantage (E1), LaSeR's mixed advantage (E6), and the
-self-reward as the only reward (the paper's section 5 collapse experiment)."""
+"""Group-relative advantages: GRPO's verifier advantage (E1) with the Dr. GRPO and batch-std scalings,
+DAPO's group filter, LaSeR's mixed advantage (E6), and the self-reward as the only reward (the paper's
+section 5 collapse experiment)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ def _check_groups(n: int, group_size: int) -> None:
         raise ValueError(f"batch of {n} responses is not a multiple of group_size={group_size}")
 
 
+AdvScale = Literal["group_std", "batch_std", "none"]
+
+
 def group_advantages(
     rewards: Tensor,
     group_size: int,
-    scale: Literal["group_std", "none"] = "group_std",
+    scale: AdvScale = "group_std",
     eps: float = 1e-6,
+    batch_std: Tensor | None = None,
 ) -> Tensor:
     """GRPO advantage (E1): A_v = (r - mean(group)) / (std(group) + eps).
 
@@ -29,9 +34,14 @@ def group_advantages(
         rewards: (N,) verifier rewards, N = B * group_size; each consecutive block of
             ``group_size`` rows holds one prompt's responses.
         group_size: Responses per prompt (K in the paper), at least 2.
-        scale: ``"group_std"`` divides by the unbiased group std + ``eps``; ``"none"`` only
-            centres (Dr. GRPO style).
+        scale: ``"group_std"`` divides by the unbiased group std + ``eps``; ``"batch_std"`` by
+            the unbiased std of the whole batch's rewards + ``eps`` (TRL's
+            ``scale_rewards="batch"``: group mean, batch std, as in Liu et al. 2025 "Part I:
+            Tricks or Traps? A Deep Dive into RL for LLM Reasoning"); ``"none"`` only centres
+            (Dr. GRPO, Liu et al. 2025 "Understanding R1-Zero-Like Training", section 3.1).
         eps: Added to the std so zero-variance groups give advantage 0.
+        batch_std: Scalar std of the whole step's rewards for ``"batch_std"`` when ``rewards``
+            is one data-parallel rank's share; default the std of ``rewards``.
 
     Returns:
         (N,) float advantages, detached from any graph.
@@ -46,6 +56,9 @@ def group_advantages(
     match scale:
         case "group_std":
             adv = centred / (grouped.std(dim=-1, keepdim=True) + eps)  # (B, K)
+        case "batch_std":
+            std = grouped.std() if batch_std is None else batch_std.detach().float()  # ()
+            adv = centred / (std + eps)  # (B, K)
         case "none":
             adv = centred
         case _:
@@ -81,9 +94,27 @@ def zero_variance_frac(rewards: Tensor, group_size: int) -> Tensor:
     Returns:
         Scalar float tensor in [0, 1].
     """
+    return (~varied_groups(rewards, group_size)).float().mean()
+
+
+def varied_groups(rewards: Tensor, group_size: int) -> Tensor:
+    """Which groups' rewards vary: the group filter of DAPO's dynamic sampling (Yu et al. 2025
+    "DAPO", section 3.2; verl's ``filter_groups``). A group whose rewards are all equal has GRPO
+    advantage 0 everywhere and gives the policy gradient no signal.
+
+    Args:
+        rewards: (N,) rewards, N = B * group_size, one prompt's responses per consecutive block.
+        group_size: Responses per prompt, at least 2.
+
+    Returns:
+        (B,) bool, true where a group's rewards are not all equal.
+
+    Raises:
+        ValueError: If N is not a multiple of ``group_size`` or ``group_size < 2``.
+    """
     _check_groups(rewards.shape[0], group_size)
     grouped = rewards.detach().float().view(-1, group_size)  # (B, K)
-    return (grouped.amax(-1) == grouped.amin(-1)).float().mean()
+    return grouped.amax(-1) != grouped.amin(-1)  # (B,)
 
 
 def self_reward_advantages(

@@ -48,6 +48,7 @@ def kl_penalty(
     agg: AggMode = "token_mean",
     num_tokens: float | Tensor | None = None,
     num_seqs: float | Tensor | None = None,
+    norm_length: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """KL penalty D_KL(pi_theta || pi_ref) of the RLVR objective (E1, E4), estimated per token.
 
@@ -62,10 +63,11 @@ def kl_penalty(
         agg: Aggregation mode, see :func:`laser.algo.masked.aggregate_loss`.
         num_tokens: Step-level valid-token count for micro-batching (default: local).
         num_seqs: Step-level sequence count for micro-batching (default: local).
+        norm_length: The constant of ``agg="seq_mean_token_sum_norm"`` (Dr. GRPO).
 
     Returns:
         ``(loss, stats)`` with scalar ``loss`` and ``{"kl/mean": masked token mean}``.
     """
     kl = kl_estimate(ref_logp - logp, estimator)  # (N, T)
-    loss = aggregate_loss(kl, mask, agg, num_tokens=num_tokens, num_seqs=num_seqs)
+    loss = aggregate_loss(kl, mask, agg, num_tokens, num_seqs, norm_length)
     return loss, {"kl/mean": masked_mean(kl.detach(), mask)}

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-AggMode = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"]
+AggMode = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"]
 
 
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -55,6 +55,7 @@ def aggregate_loss(
     mode: AggMode,
     num_tokens: float | Tensor | None = None,
     num_seqs: float | Tensor | None = None,
+    norm_length: float | None = None,
 ) -> Tensor:
     """Reduce a per-token loss matrix to a scalar (the token-mean of E1, or a per-sequence mean).
 
@@ -68,16 +69,22 @@ def aggregate_loss(
         mode: ``"token_mean"``: sum(loss * mask) / num_tokens (E1's 1/sum_i |y_i|).
             ``"seq_mean_token_mean"``: sum over sequences of the per-sequence masked token mean,
             / num_seqs. ``"seq_mean_token_sum"``: sum over sequences of the per-sequence masked
-            token sum, / num_seqs.
+            token sum, / num_seqs. ``"seq_mean_token_sum_norm"``: that, divided by the constant
+            ``norm_length`` (Dr. GRPO, Liu et al. 2025 "Understanding R1-Zero-Like Training", which
+            drops GRPO's 1/|y_i| for the generation budget; TRL's ``loss_type="dr_grpo"``; verl's
+            mode of this name leaves out the 1/num_seqs, a constant factor).
         num_tokens: Total valid tokens of the step (positive); default ``mask.sum()`` of this call.
         num_seqs: Total sequences with at least one valid token in the step (positive); default
             the local count.
+        norm_length: The constant of ``"seq_mean_token_sum_norm"`` (e.g. the maximum response
+            length), > 0; unused by the other modes.
 
     Returns:
         Scalar loss.
 
     Raises:
-        ValueError: If ``mode`` is unknown.
+        ValueError: If ``mode`` is unknown, or ``"seq_mean_token_sum_norm"`` has no positive
+            ``norm_length``.
     """
     valid = mask.bool()  # (N, T)
     dtype = loss_mat.dtype
@@ -92,5 +99,10 @@ def aggregate_loss(
         case "seq_mean_token_sum":
             per_seq = masked_sum(loss_mat, valid, dim=-1)  # (N,)
             return per_seq.sum() / _normaliser(num_seqs, local_seqs)
+        case "seq_mean_token_sum_norm":
+            if norm_length is None or not norm_length > 0:
+                raise ValueError(f"mode {mode!r} needs a constant norm_length > 0, got {norm_length}")
+            per_seq = masked_sum(loss_mat, valid, dim=-1)  # (N,)
+            return per_seq.sum() / (_normaliser(num_seqs, local_seqs) * norm_length)
         case _:
             raise ValueError(f"unknown loss aggregation mode {mode!r}")

@@ -1,11 +1,13 @@
 """The full LaSeR training loss (E4/E5): L_PG + kl_beta * L_KL + alpha * l_SR, where l_SR is the
-class-balanced MSE (E5) or the SFT cross-entropy it is compared with (paper section 5)."""
+class-balanced MSE (E5) or the SFT cross-entropy it is compared with (paper section 5). L_PG is the
+policy-gradient term of the baseline LaSeR sits on (GRPO, Dr. GRPO, DAPO, GSPO)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from laser.algo.importance import RatioLevel, truncated_is_weights
 from laser.algo.kl import KLEstimator, kl_penalty
 from laser.algo.masked import AggMode
 from laser.algo.policy_loss import clipped_policy_loss
@@ -21,6 +23,7 @@ def _kl_term(
     agg: AggMode,
     num_tokens: float | Tensor | None,
     num_seqs: float | Tensor | None,
+    norm_length: float | None,
 ) -> tuple[Tensor | None, dict[str, Tensor]]:
     """KL loss (None when not available) and its stats; grad only when kl_beta > 0."""
     if kl_beta < 0:
@@ -30,7 +33,18 @@ def _kl_term(
     if ref_logp is None:
         return None, {}
     with torch.set_grad_enabled(torch.is_grad_enabled() and kl_beta > 0):
-        return kl_penalty(logp, ref_logp, mask, estimator, agg, num_tokens, num_seqs)
+        return kl_penalty(logp, ref_logp, mask, estimator, agg, num_tokens, num_seqs, norm_length)
+
+
+def _is_weights(
+    old_logp: Tensor, rollout_logp: Tensor | None, mask: Tensor, cap: float | None
+) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """Truncated importance weights against the rollout (None when ``cap`` is None) and stats."""
+    if cap is None:
+        return None, {}
+    if rollout_logp is None:
+        raise ValueError(f"rollout_is_cap={cap} needs rollout_logp, the log-probs the rollout sampled with")
+    return truncated_is_weights(old_logp, rollout_logp, mask, cap)
 
 
 def _verification_term(
@@ -85,6 +99,10 @@ def laser_objective(
     num_seqs: float | Tensor | None = None,
     num_correct: float | Tensor | None = None,
     num_incorrect: float | Tensor | None = None,
+    ratio_level: RatioLevel = "token",
+    rollout_logp: Tensor | None = None,
+    rollout_is_cap: float | None = None,
+    norm_length: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """LaSeR loss (E4 with E5): L_PG + kl_beta * L_KL + alpha * l_SR.
 
@@ -96,7 +114,8 @@ def laser_objective(
     Args:
         logp: (N, T) log pi_theta of the response tokens (with grad).
         old_logp: (N, T) log pi_old of the response tokens.
-        mask: (N, T) bool, true on response tokens.
+        mask: (N, T) bool, true on the response tokens of the policy-gradient and KL terms (all
+            response tokens, or fewer: truncated responses or MSE-only rows masked out).
         adv: (N,) advantages (E1 or the mixed E6), broadcast over tokens.
         z_logp: (N,) log pi_theta(z_c | x, y) at the EOS position, temperature 1 (with grad).
         rewards: (N,) verifier rewards in {0, 1}.
@@ -120,20 +139,31 @@ def laser_objective(
         num_seqs: Step-level sequence count for micro-batching (default: local).
         num_correct: Step-level N_c for the MSE (default: local).
         num_incorrect: Step-level N_i for the MSE (default: local).
+        ratio_level: ``"token"`` (PPO/GRPO) or ``"sequence"`` (GSPO) importance ratio.
+        rollout_logp: (N, T) log-probs the rollout sampled its tokens with; needed when
+            ``rollout_is_cap`` is set.
+        rollout_is_cap: Cap of the truncated importance weights pi_old / pi_rollout
+            (:func:`~laser.algo.importance.truncated_is_weights`); ``None`` uses none.
+        norm_length: The constant of ``agg="seq_mean_token_sum_norm"`` (Dr. GRPO).
 
     Returns:
         ``(loss, stats)``: scalar loss and the stats of every term plus ``loss/total``.
 
     Raises:
-        ValueError: If ``alpha < 0``, ``kl_beta < 0``, ``kl_beta > 0`` without ``ref_logp``, or
-            ``verify_loss == "sft"`` without ``incorrect_logp``.
+        ValueError: If ``alpha < 0``, ``kl_beta < 0``, ``kl_beta > 0`` without ``ref_logp``,
+            ``verify_loss == "sft"`` without ``incorrect_logp``, or ``rollout_is_cap`` without
+            ``rollout_logp``.
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got alpha={alpha}")
+    is_weights, is_stats = _is_weights(old_logp, rollout_logp, mask, rollout_is_cap)
     loss, stats = clipped_policy_loss(
-        logp, old_logp, adv, mask, clip_low, clip_high, dual_clip, agg, num_tokens, num_seqs
+        logp, old_logp, adv, mask, clip_low, clip_high, dual_clip, agg, num_tokens, num_seqs,
+        ratio_level=ratio_level, is_weights=is_weights, norm_length=norm_length,
+    )  # fmt: skip
+    kl_loss, kl_stats = _kl_term(
+        logp, ref_logp, mask, kl_beta, kl_estimator, agg, num_tokens, num_seqs, norm_length
     )
-    kl_loss, kl_stats = _kl_term(logp, ref_logp, mask, kl_beta, kl_estimator, agg, num_tokens, num_seqs)
     with torch.set_grad_enabled(torch.is_grad_enabled() and alpha > 0):
         sr_loss, sr_stats = _verification_term(
             verify_loss, z_logp, incorrect_logp, c_ref, beta_v, rewards, finished, balanced,
@@ -143,5 +173,5 @@ def laser_objective(
         loss = loss + kl_beta * kl_loss
     if alpha > 0:
         loss = loss + alpha * sr_loss
-    stats = {**stats, **kl_stats, **sr_stats, "loss/total": loss.detach()}
+    stats = {**stats, **is_stats, **kl_stats, **sr_stats, "loss/total": loss.detach()}
     return loss, stats

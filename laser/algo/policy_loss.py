@@ -1,10 +1,12 @@
-"""verl's PPO-clip surrogate with dual clip, the policy-gradient term of E1."""
+"""verl's PPO-clip surrogate with dual clip, the policy-gradient term of E1, with the ratio per token
+or per sequence (GSPO) and optional truncated importance weights against the rollout."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from laser.algo.importance import RatioLevel, importance_log_ratio
 from laser.algo.kl import MAX_LOG_RATIO, kl_estimate
 from laser.algo.masked import AggMode, aggregate_loss, masked_mean
 
@@ -45,12 +47,17 @@ def clipped_policy_loss(
     agg: AggMode = "token_mean",
     num_tokens: float | Tensor | None = None,
     num_seqs: float | Tensor | None = None,
+    ratio_level: RatioLevel = "token",
+    is_weights: Tensor | None = None,
+    norm_length: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO-clip policy loss as in verl (E1's L_PG), with asymmetric and dual clipping.
 
-    ratio = exp(logp - old_logp) (log-ratio clamped to +-20); per-token loss
-    max(-A * ratio, -A * clip(ratio, 1 - clip_low, 1 + clip_high)); for A < 0 additionally
-    min(that, -A * dual_clip). Aggregated with :func:`laser.algo.masked.aggregate_loss`.
+    ratio = exp(logp - old_logp) (log-ratio clamped to +-20), per token or GSPO's per-sequence
+    ratio (:func:`~laser.algo.importance.importance_log_ratio`); per-token loss
+    max(-A * ratio, -A * clip(ratio, 1 - clip_low, 1 + clip_high)) (DAPO's clip-higher when
+    clip_high > clip_low); for A < 0 additionally min(that, -A * dual_clip); times the truncated
+    importance weights when given. Aggregated with :func:`laser.algo.masked.aggregate_loss`.
 
     Args:
         logp: (N, T) log pi_theta of the sampled response tokens (with grad).
@@ -63,6 +70,10 @@ def clipped_policy_loss(
         agg: Aggregation mode; E1 uses ``"token_mean"``.
         num_tokens: Step-level valid-token count for micro-batching (default: local).
         num_seqs: Step-level sequence count for micro-batching (default: local).
+        ratio_level: ``"token"`` (PPO/GRPO) or ``"sequence"`` (GSPO).
+        is_weights: (N, T) detached truncated importance weights against the rollout
+            (:func:`~laser.algo.importance.truncated_is_weights`), or ``None``.
+        norm_length: The constant of ``agg="seq_mean_token_sum_norm"`` (Dr. GRPO).
 
     Returns:
         ``(loss, stats)``: scalar loss and ``policy/loss``, ``policy/clipfrac`` (share of tokens
@@ -73,13 +84,15 @@ def clipped_policy_loss(
         ValueError: If ``dual_clip`` is not None and not > 1.
     """
     log_ratio = (logp - old_logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)  # (N, T)
-    ratio = torch.exp(log_ratio)  # (N, T)
+    ratio = torch.exp(importance_log_ratio(log_ratio, mask, ratio_level))  # (N, T)
     a = adv.detach().unsqueeze(-1).to(ratio.dtype)  # (N, 1)
     unclipped = -a * ratio  # (N, T)
     clipped_branch = -a * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)  # (N, T)
     clipped = torch.maximum(unclipped, clipped_branch)  # (N, T)
     loss_mat, dual_active = _dual_clip(clipped, a, dual_clip)  # (N, T), (N, T)
-    loss = aggregate_loss(loss_mat, mask, agg, num_tokens=num_tokens, num_seqs=num_seqs)
+    if is_weights is not None:
+        loss_mat = loss_mat * is_weights.detach()  # (N, T)
+    loss = aggregate_loss(loss_mat, mask, agg, num_tokens, num_seqs, norm_length)
     stats = {
         "policy/loss": loss.detach(),
         "policy/clipfrac": masked_mean((clipped_branch > unclipped).float(), mask),

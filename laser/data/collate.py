@@ -38,6 +38,32 @@ class PromptBatch:
     def __len__(self) -> int:
         return len(self.answers)
 
+    def rows(self, index: torch.Tensor) -> PromptBatch:
+        """The prompts at `index` ((M,) long), in that order."""
+        picked = index.tolist()
+        return PromptBatch(
+            self.prompt_ids[index],
+            self.prompt_mask[index],
+            [self.prompts[i] for i in picked],
+            [self.answers[i] for i in picked],
+        )
+
+    @staticmethod
+    def cat(parts: list[PromptBatch], pad_id: int) -> PromptBatch:
+        """Batches one after another, left-padded again to the widest prompt, on the first's device."""
+        width = max(p.prompt_ids.shape[1] for p in parts)
+        device = parts[0].prompt_ids.device
+
+        def left_pad(x: torch.Tensor, value: int) -> torch.Tensor:
+            return torch.nn.functional.pad(x.to(device), (width - x.shape[1], 0), value=value)
+
+        return PromptBatch(
+            torch.cat([left_pad(p.prompt_ids, pad_id) for p in parts]),
+            torch.cat([left_pad(p.prompt_mask, 0) for p in parts]),
+            [text for p in parts for text in p.prompts],
+            [answer for p in parts for answer in p.answers],
+        )
+
 
 class PromptCollator:
     """Collate dataset records ({prompt, answer}) into a left-padded PromptBatch."""

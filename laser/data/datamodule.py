@@ -54,6 +54,41 @@ class EpochOrder(Sampler[int]):
         yield from order[skip:]
 
 
+class ExtraPrompts:
+    """An endless shuffled stream of training rows apart from the training loader's order: the extra
+    prompts that DAPO's dynamic sampling draws when too few of a step's groups vary. Each
+    data-parallel rank shuffles its own way; every rank takes as many rows, so one position (the
+    epoch, and the rows taken in it) restores them all.
+    """
+
+    def __init__(self, num_rows: int, seed: int, rank: int = 0) -> None:
+        self.num_rows, self.seed, self.rank = num_rows, seed, rank
+        self.epoch, self.taken = 0, 0
+
+    def order(self, epoch: int) -> list[int]:
+        # a string seed is hashed with SHA-512: the same order in every process and Python version
+        rng = random.Random(f"extra-prompts/{self.seed}/{self.rank}/{epoch}")
+        return rng.sample(range(self.num_rows), self.num_rows)
+
+    def take(self, n: int) -> list[int]:
+        """The next `n` row indices, continuing into the next epoch's order where one runs out."""
+        rows: list[int] = []
+        while len(rows) < n:
+            if self.taken == self.num_rows:
+                self.epoch, self.taken = self.epoch + 1, 0
+            part = self.order(self.epoch)[self.taken : self.taken + n - len(rows)]
+            rows += part
+            self.taken += len(part)
+        return rows
+
+    @property
+    def position(self) -> list[int]:
+        return [self.epoch, self.taken]
+
+    def seek(self, position: list[int]) -> None:
+        self.epoch, self.taken = position
+
+
 class PromptDataModule(LightningDataModule):
     """Prompts and reference answers only; generation happens in the LightningModule.
 
@@ -81,6 +116,8 @@ class PromptDataModule(LightningDataModule):
         self.splits: dict[str, list[dict]] | None = None
         self.order: EpochOrder | None = None
         self.resume: tuple[int, int] | None = None  # (epoch, rows done) from a checkpoint
+        self.extra: ExtraPrompts | None = None  # made on dynamic sampling's first extra round
+        self.extra_resume: list[int] | None = None  # its position from a checkpoint
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
@@ -107,13 +144,30 @@ class PromptDataModule(LightningDataModule):
         if self.order is None or self.trainer is None:
             return {}
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": self.order.serving, "rows_done": done * self.batch_size}
+        state = {"epoch": self.order.serving, "rows_done": done * self.batch_size}
+        if self.extra is not None:
+            state["extra_prompts"] = self.extra.position
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.resume = (state["epoch"], state["rows_done"])
             if self.order is not None:
                 self.order.resume_at(*self.resume)
+            self.extra_resume = state.get("extra_prompts")
+            if self.extra is not None and self.extra_resume is not None:
+                self.extra.seek(self.extra_resume)
+
+    def extra_batch(self, rank: int = 0) -> PromptBatch:
+        """The next `batch_size` prompts of rank `rank`'s extra stream (:class:`ExtraPrompts`), for
+        DAPO's dynamic sampling; the training loader's order, and so its resume, stay as they are."""
+        self.setup()
+        train = self.splits["train"]
+        if self.extra is None:
+            self.extra = ExtraPrompts(len(train), self.seed, rank)
+            if self.extra_resume is not None:
+                self.extra.seek(self.extra_resume)
+        return self.collate([train[i] for i in self.extra.take(self.batch_size)])
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["eval"], batch_size=self.eval_batch_size, collate_fn=self.collate)

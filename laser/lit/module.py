@@ -26,6 +26,7 @@ from laser.lit.checkpoint import load_module_state, save_module_state
 from laser.lit.metrics import rollout_metrics, self_reward_metrics
 from laser.lit.parallel import DataParallelMixin
 from laser.lit.reward_source import step_advantages
+from laser.lit.sampling import StepSamples, overlong_shaped, policy_mask, sample_dynamically
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_incorrect_token
@@ -81,7 +82,8 @@ class LaserModule(DataParallelMixin, LightningModule):
             "beta_v": self.sr.beta_v, "balanced": self.sr.balanced, "kl_beta": algo.kl_beta,
             "kl_estimator": algo.kl_estimator, "clip_low": algo.clip_low,
             "clip_high": algo.clip_high, "dual_clip": algo.dual_clip, "agg": algo.loss_agg,
-            "verify_loss": self.sr.loss,
+            "verify_loss": self.sr.loss, "ratio_level": algo.ratio_level,
+            "rollout_is_cap": algo.rollout_is_cap, "norm_length": float(sampler.max_new_tokens),
         }  # fmt: skip
         self.val_rows: list[dict[str, torch.Tensor]] = []
         self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
@@ -95,21 +97,40 @@ class LaserModule(DataParallelMixin, LightningModule):
         )
         self_only = self_reward_only(step, self.switch)  # then the verifier's reward is only logged
         mixing = mix_on and self.sr.tau > 0 and not self_only
-        rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=mixing or self_only)
-        rewards, paid = self.verify(rollout, batch, self.algo.group_size, training=True)  # (B*G,)
+        samples = self.sample_step(batch, score=mixing or self_only)
+        batch, rollout, rewards, paid = samples.batch, samples.rollout, samples.rewards, samples.paid
         ref = self.reference_pass(rollout)
         scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
-        adv, stats = step_advantages(paid, scores, rollout.finished, self.algo, mixing, self_only)
-        stats["reward/zero_std_frac"] = zero_variance_frac(paid, self.algo.group_size)  # no signal
+        n = samples.policy_rows  # (B*G,) rows of the policy gradient, all but MSE-only ones
+        adv, stats = step_advantages(
+            paid, scores, rollout.finished, self.algo, mixing, self_only, n, self.gather_rows
+        )
+        stats["reward/zero_std_frac"] = zero_variance_frac(paid[:n], self.algo.group_size)  # no signal
         stats |= self.verifier_stats()
         if paid is not rewards:
             stats["reward/training/mean"] = paid.float().mean()
-        stats = self.mean_over_ranks(stats)  # every rank has as many groups
+        stats = self.mean_over_ranks(stats | samples.stats)  # every rank has as many groups
         alpha = self.sr.alpha if mse_on and not self_only else 0.0  # its target is the verifier's
-        stats |= self.update(rollout, rewards, adv, ref, alpha=alpha)
+        stats |= self.update(rollout, rewards, adv, ref, alpha=alpha, mask=policy_mask(samples, self.algo))
         self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
         self.log_stage("train", {**stats, **rollout_metrics(rows, self.gather_rows(rewards))})
+
+    def sample_step(self, batch: PromptBatch, score: bool) -> StepSamples:
+        """The step's responses, verified: one round, or DAPO's dynamic sampling."""
+        sample_round = partial(self.sample_round, score=score)
+        if not self.algo.dynamic_sampling.active:
+            return StepSamples.of_round(batch, sample_round)
+        more = partial(self.trainer.datamodule.extra_batch, self.trainer.global_rank)
+        pad_id = self.sampler.tokenizer.pad_token_id
+        return sample_dynamically(batch, sample_round, more, self.algo, self.sum_over_ranks, pad_id)
+
+    def sample_round(self, batch: PromptBatch, score: bool):
+        """`batch`'s rollout, its (N,) verifier rewards and its (N,) training rewards."""
+        rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=score)
+        rewards, paid = self.verify(rollout, batch, self.algo.group_size, training=True)  # (B*G,)
+        paid = overlong_shaped(paid, rollout, self.algo.overlong, self.sampler.max_new_tokens)
+        return rollout, rewards, paid
 
     def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int, training: bool = False):
         """(N,) 0/1 verifier rewards of the rollout's responses; with `training` also the rewards
@@ -131,11 +152,11 @@ class LaserModule(DataParallelMixin, LightningModule):
         counts = {k: last[k] for k in ("math_verify", "timeouts") if k in last}
         return {f"verifier/{k}": torch.tensor(float(v), device=self.device) for k, v in counts.items()}
 
-    def update(self, rollout, rewards, adv, ref, alpha: float) -> dict[str, torch.Tensor]:
+    def update(self, rollout, rewards, adv, ref, alpha: float, mask=None) -> dict[str, torch.Tensor]:
         """Accumulate the step's gradient over micro-batches, then take one optimiser step."""
         opt = self.optimizers()
         opt.zero_grad()
-        stats = self.accumulate_gradients(rollout, rewards, adv, ref, alpha)
+        stats = self.accumulate_gradients(rollout, rewards, adv, ref, alpha, mask)
         if self.optim_cfg.grad_clip > 0:
             stats["policy/grad_norm"] = self.clip_grad_norm(self.optim_cfg.grad_clip).detach()
         stats["policy/lr"] = torch.tensor(opt.param_groups[0]["lr"])  # the rate this step used
@@ -143,18 +164,22 @@ class LaserModule(DataParallelMixin, LightningModule):
         self.lr_schedulers().step()
         return stats
 
-    def accumulate_gradients(self, rollout, rewards, adv, ref, alpha: float) -> dict:
+    def accumulate_gradients(self, rollout, rewards, adv, ref, alpha: float, mask=None) -> dict:
         """Backward the loss of every micro-batch; the gradient is independent of their size and,
-        with counts summed over ranks, of how the rows are spread over data-parallel ranks."""
+        with counts summed over ranks, of how the rows are spread over data-parallel ranks.
+        `mask`: (N, T) the policy-gradient and KL terms' tokens (None: every response token)."""
         finished = rollout.finished
         counts = self.sum_over_ranks(
             {
-                "num_tokens": rollout.response_mask.sum(),
-                "num_seqs": float(len(rollout)),
+                "num_tokens": rollout.response_mask.sum() if mask is None else mask.sum(),
+                "num_seqs": float(len(rollout)) if mask is None else mask.any(-1).sum(),
                 "num_correct": (finished & (rewards > 0.5)).sum(),
                 "num_incorrect": (finished & (rewards <= 0.5)).sum(),
             }
         )
+        if mask is not None:  # every row may be masked out (all truncated): no division by 0
+            counts |= {k: torch.as_tensor(counts[k]).clamp(min=1) for k in ("num_tokens", "num_seqs")}
+        mask = rollout.response_mask if mask is None else mask
         c_ref = self.c_ref_for(ref)
         sums: dict[str, torch.Tensor] = defaultdict(float)
         z_logps, entropies, gaps, z_inside = [], [], [], []
@@ -167,17 +192,18 @@ class LaserModule(DataParallelMixin, LightningModule):
                 self.policy, mb, self.self_reward_id, dist, with_entropy=True, incorrect_id=self.incorrect_id
             )
             loss, mb_stats = laser_objective(
-                logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mb.response_mask, adv=adv[rows],
+                logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mask[rows], adv=adv[rows],
                 z_logp=fwd.z_logp, incorrect_logp=fwd.incorrect_logp, rewards=rewards[rows],
                 finished=mb.finished,
                 c_ref=c_ref if c_ref.ndim == 0 else c_ref[rows], alpha=alpha,
-                ref_logp=None if ref is None else ref.logp[rows], **self.loss_options, **counts,
+                ref_logp=None if ref is None else ref.logp[rows], rollout_logp=mb.logp,
+                **self.loss_options, **counts,
             )  # fmt: skip
             # the strategy averages gradients over ranks, while the step's loss is the sum of the
             # ranks' shares: scale by the world size (1 on one process)
             with self.gradient_sync(last=start == starts[-1]):
                 self.backward_step(loss * self.world_size)
-            weight = mb.response_mask.sum() / counts["num_tokens"]
+            weight = mask[rows].sum() / counts["num_tokens"]
             for key, value in mb_stats.items():  # token-weighted; loss terms are already shares
                 if key.startswith("self_reward/score_"):
                     continue  # per-class summaries (absent for an empty class): redone over the step below

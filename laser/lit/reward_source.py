@@ -3,6 +3,8 @@ reward (E1), mixed with the self-reward (E6), or the self-reward alone after the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from laser.algo import group_advantages, self_reward_advantages, self_reward_as_reward
@@ -16,6 +18,8 @@ def step_advantages(
     algo: AlgoConfig,
     mixing: bool,
     self_only: bool,
+    policy_rows: int | None = None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(N,) advantages and their stats.
 
@@ -26,25 +30,38 @@ def step_advantages(
         algo: group size, advantage scale, tau and the filter threshold.
         mixing: mix the self-reward into the verifier's advantage (E6).
         self_only: the self-reward is the only reward (after the switch step).
+        policy_rows: the leading rows the policy gradient trains on (None: all); the others, kept
+            for the verification loss only, get advantage 0.
+        gather: the rows of every data-parallel rank (for adv_scale='batch_std'; None: this rank's).
 
     Returns:
         ``(adv, stats)``; with a switch configured the stats hold ``reward_source/self`` (1 after
         the switch) and ``reward_source/reward/mean``, the mean reward the advantages came from.
     """
+    total = len(rewards)
+    n = total if policy_rows is None else policy_rows
+    scores = None if scores is None else scores[:n]
+    adv, stats = _policy_advantages(rewards[:n], scores, finished[:n], algo, mixing, self_only, gather)
+    if n < total:
+        adv = torch.cat([adv, adv.new_zeros(total - n)])  # (N,)
+    return adv, stats
+
+
+def _policy_advantages(rewards, scores, finished, algo: AlgoConfig, mixing, self_only, gather):
+    """`step_advantages` over the policy gradient's rows."""
     if (mixing or self_only) and scores is None:
         raise ValueError("self-reward advantages need the rollout's scores (sample with score=True)")
-    if self_only:
-        source = self_reward_as_reward(scores, finished)  # (N,)
-        adv, stats = group_advantages(source, algo.group_size, algo.adv_scale), {}
-    else:
-        source = rewards
-        adv = group_advantages(rewards, algo.group_size, algo.adv_scale)
-        stats = {}
-        if mixing:
-            sr = algo.self_reward
-            adv, stats = self_reward_advantages(
-                scores, adv, finished, algo.group_size, sr.tau, sr.filter_threshold
-            )
+    source = self_reward_as_reward(scores, finished) if self_only else rewards  # (n,)
+    batch_std = None
+    if algo.adv_scale == "batch_std" and gather is not None:
+        batch_std = gather(source).float().std()  # over every rank's rows
+    adv = group_advantages(source, algo.group_size, algo.adv_scale, batch_std=batch_std)
+    stats = {}
+    if mixing and not self_only:
+        sr = algo.self_reward
+        adv, stats = self_reward_advantages(
+            scores, adv, finished, algo.group_size, sr.tau, sr.filter_threshold
+        )
     if algo.reward_source.self_after_step is not None:
         stats["reward_source/self"] = torch.tensor(float(self_only))
         stats["reward_source/reward/mean"] = source.float().mean()

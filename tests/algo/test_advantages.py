@@ -9,6 +9,7 @@ from laser.algo.advantages import (
     group_advantages,
     self_reward_advantages,
     self_reward_as_reward,
+    varied_groups,
     zero_variance_frac,
 )
 
@@ -139,3 +140,35 @@ def test_zero_variance_frac_counts_groups_with_one_reward_value():
     assert zero_variance_frac(torch.ones(6), 3).item() == 1.0
     with pytest.raises(ValueError, match="multiple of group_size"):
         zero_variance_frac(rewards, 3)
+
+
+def test_batch_std_scaling_hand_values():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    # group means 0.25 and 0.5; the batch's 3 ones of 8 have mean 0.375 and unbiased variance
+    # (3 * 0.625^2 + 5 * 0.375^2) / 7 = 1.875 / 7 = 15 / 56
+    centred = torch.tensor([0.75, -0.25, -0.25, -0.25, 0.5, 0.5, -0.5, -0.5])
+    adv = group_advantages(rewards, 4, scale="batch_std", eps=0.0)
+    torch.testing.assert_close(adv, centred / math.sqrt(15 / 56))
+    # a data-parallel rank passes the whole step's std
+    given = group_advantages(rewards, 4, scale="batch_std", eps=0.0, batch_std=torch.tensor(0.5))
+    torch.testing.assert_close(given, 2 * centred)
+
+
+def test_batch_std_scaling_keeps_zero_variance_groups_at_zero():
+    adv = group_advantages(torch.tensor([1.0, 1.0, 0.0, 1.0]), 2, scale="batch_std")
+    assert torch.equal(adv[:2], torch.zeros(2)) and adv[2:].abs().min() > 0.5
+
+
+def test_dr_grpo_advantage_is_the_centred_reward():
+    # Dr. GRPO drops the std: a group with one success in four gets (0.75, -0.25, -0.25, -0.25),
+    # whatever the other groups hold
+    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]), 4, scale="none")
+    torch.testing.assert_close(adv, torch.tensor([0.75, -0.25, -0.25, -0.25, 0.25, 0.25, 0.25, -0.75]))
+
+
+def test_varied_groups_marks_groups_whose_rewards_differ():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    assert varied_groups(rewards, 4).tolist() == [True, False, False]
+    assert zero_variance_frac(rewards, 4).item() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        varied_groups(rewards, 5)

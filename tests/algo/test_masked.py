@@ -89,3 +89,26 @@ def test_micro_batches_with_step_normalisers_match_full_batch(mode):
 def test_unknown_mode_raises():
     with pytest.raises(ValueError, match="seq_sum"):
         aggregate_loss(LOSS, MASK, "seq_sum")
+
+
+def test_dr_grpo_constant_normaliser_hand_values():
+    # sequence sums (1 + 2, 4) over 2 sequences and a constant length 4: 7 / (2 * 4)
+    assert aggregate_loss(LOSS, MASK, "seq_mean_token_sum_norm", norm_length=4).item() == pytest.approx(0.875)
+    # step-level normaliser: 7 / (5 * 2)
+    got = aggregate_loss(LOSS, MASK, "seq_mean_token_sum_norm", num_seqs=5, norm_length=2)
+    assert got.item() == pytest.approx(0.7)
+
+
+def test_dr_grpo_weights_every_token_alike_whatever_its_response_length():
+    theta = torch.ones(2, 3, requires_grad=True)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    loss = aggregate_loss(theta, mask, "seq_mean_token_sum_norm", norm_length=3)
+    (grad,) = torch.autograd.grad(loss, theta)
+    # d/dtheta of sum / (2 * 3): 1/6 on every valid token; seq_mean_token_mean would give 1/6 and 1/2
+    torch.testing.assert_close(grad, mask.float() / 6)
+
+
+@pytest.mark.parametrize("norm_length", [None, 0.0])
+def test_dr_grpo_needs_a_positive_constant(norm_length):
+    with pytest.raises(ValueError, match="norm_length"):
+        aggregate_loss(LOSS, MASK, "seq_mean_token_sum_norm", norm_length=norm_length)

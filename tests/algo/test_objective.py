@@ -118,3 +118,26 @@ def test_sft_with_alpha_zero_is_exactly_the_grpo_loss():
 def test_sft_needs_the_incorrect_token_logprob():
     with pytest.raises(ValueError, match="incorrect_logp"):
         laser_objective(**_inputs(), alpha=0.1, verify_loss="sft")
+
+
+def test_rollout_is_weights_of_one_leave_the_loss_unchanged():
+    x = _inputs()
+    plain, _ = laser_objective(**x, alpha=0.1)
+    same, stats = laser_objective(**x, alpha=0.1, rollout_logp=x["old_logp"], rollout_is_cap=2.0)
+    assert same.item() == pytest.approx(plain.item())
+    assert stats["rollout_is/mean"].item() == pytest.approx(1.0)
+
+
+def test_rollout_is_cap_needs_the_rollout_log_probs():
+    with pytest.raises(ValueError, match="rollout_logp"):
+        laser_objective(**_inputs(), alpha=0.1, rollout_is_cap=2.0)
+
+
+def test_gspo_and_dr_grpo_options_reach_the_policy_term():
+    x = _inputs()
+    options = {"agg": "seq_mean_token_sum_norm", "norm_length": 8}
+    loss, _ = laser_objective(**x, alpha=0.0, ratio_level="sequence", **options)
+    expected, _ = clipped_policy_loss(
+        x["logp"], x["old_logp"], x["adv"], x["mask"], ratio_level="sequence", **options
+    )
+    assert torch.equal(loss, expected)

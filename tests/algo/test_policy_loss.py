@@ -127,3 +127,14 @@ def test_micro_batches_give_same_loss_and_gradient(mode):
     (split_grad,) = torch.autograd.grad(split, logp)
     torch.testing.assert_close(split, full)
     torch.testing.assert_close(split_grad, full_grad)
+
+
+def test_dapo_token_level_loss_weights_long_responses_by_their_tokens():
+    # DAPO section 3.3: a 1-token response with A = +1 and a 3-token one with A = -1, ratio 1
+    logp = torch.zeros(2, 3)
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[True, False, False], [True, True, True]])
+    token_level, _ = clipped_policy_loss(logp, logp, adv, mask, agg="token_mean")
+    assert token_level.item() == pytest.approx((-1.0 + 3 * 1.0) / 4)  # every token counts once
+    per_sequence, _ = clipped_policy_loss(logp, logp, adv, mask, agg="seq_mean_token_mean")
+    assert per_sequence.item() == pytest.approx((-1.0 + 1.0) / 2)  # GRPO's 1/|y_i|: responses alike
