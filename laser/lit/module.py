@@ -27,6 +27,7 @@ from laser.lit.metrics import rollout_metrics, self_reward_metrics
 from laser.lit.parallel import DataParallelMixin
 from laser.lit.reward_source import step_advantages
 from laser.lit.sampling import StepSamples, overlong_shaped, policy_mask, sample_dynamically
+from laser.lit.timing import StageTimer
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_incorrect_token
@@ -85,12 +86,19 @@ class LaserModule(DataParallelMixin, LightningModule):
             "verify_loss": self.sr.loss, "ratio_level": algo.ratio_level,
             "rollout_is_cap": algo.rollout_is_cap, "norm_length": float(sampler.max_new_tokens),
         }  # fmt: skip
+        self.timer = StageTimer(sync=self.sync_device)
         self.val_rows: list[dict[str, torch.Tensor]] = []
         self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
 
     # -- the algorithm -------------------------------------------------------------------------
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        with self.timer.stage("step"):
+            stats = self.train_on(batch)
+        self.log_stage("train", stats | self.timer.stats())
+
+    def train_on(self, batch: PromptBatch) -> dict[str, torch.Tensor]:
+        """One step of the algorithm on `batch`; its metrics."""
         step = self.global_step + 1
         mse_on, mix_on = self_reward_phase(
             step, self.sr.reasoning_warmup_steps, self.sr.self_reward_warmup_steps
@@ -99,7 +107,8 @@ class LaserModule(DataParallelMixin, LightningModule):
         mixing = mix_on and self.sr.tau > 0 and not self_only
         samples = self.sample_step(batch, score=mixing or self_only)
         batch, rollout, rewards, paid = samples.batch, samples.rollout, samples.rewards, samples.paid
-        ref = self.reference_pass(rollout)
+        with self.timer.stage("reference"):
+            ref = self.reference_pass(rollout)
         scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
         n = samples.policy_rows  # (B*G,) rows of the policy gradient, all but MSE-only ones
         adv, stats = step_advantages(
@@ -111,10 +120,12 @@ class LaserModule(DataParallelMixin, LightningModule):
             stats["reward/training/mean"] = paid.float().mean()
         stats = self.mean_over_ranks(stats | samples.stats)  # every rank has as many groups
         alpha = self.sr.alpha if mse_on and not self_only else 0.0  # its target is the verifier's
-        stats |= self.update(rollout, rewards, adv, ref, alpha=alpha, mask=policy_mask(samples, self.algo))
+        mask = policy_mask(samples, self.algo)
+        with self.timer.stage("update"):
+            stats |= self.update(rollout, rewards, adv, ref, alpha=alpha, mask=mask)
         self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
-        self.log_stage("train", {**stats, **rollout_metrics(rows, self.gather_rows(rewards))})
+        return {**stats, **rollout_metrics(rows, self.gather_rows(rewards))}
 
     def sample_step(self, batch: PromptBatch, score: bool) -> StepSamples:
         """The step's responses, verified: one round, or DAPO's dynamic sampling."""
@@ -127,10 +138,17 @@ class LaserModule(DataParallelMixin, LightningModule):
 
     def sample_round(self, batch: PromptBatch, score: bool):
         """`batch`'s rollout, its (N,) verifier rewards and its (N,) training rewards."""
-        rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=score)
-        rewards, paid = self.verify(rollout, batch, self.algo.group_size, training=True)  # (B*G,)
+        with self.timer.stage("sample"):
+            rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=score)
+        with self.timer.stage("verify"):
+            rewards, paid = self.verify(rollout, batch, self.algo.group_size, training=True)  # (B*G,)
         paid = overlong_shaped(paid, rollout, self.algo.overlong, self.sampler.max_new_tokens)
         return rollout, rewards, paid
+
+    def sync_device(self) -> None:
+        """Wait for the accelerator's queued kernels (before a clock read)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int, training: bool = False):
         """(N,) 0/1 verifier rewards of the rollout's responses; with `training` also the rewards
