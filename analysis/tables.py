@@ -214,6 +214,52 @@ def runs_table(runs: list[dict]) -> str:
     return markdown(header, rows)
 
 
+def _mean(group: list[dict], key: Callable[[dict], float]) -> float:
+    return statistics.mean(key(r) for r in group)
+
+
+def _check(name: str, value: float, bar: float, unit: str = "", at_most: bool = False) -> list[str]:
+    """A row of a checks table: the value, its bar (>= bar, or <= bar with `at_most`), met or not."""
+    shown, limit = (f"{value:+.1f}{unit}", f"{bar:+.0f}{unit}") if unit else (f"{value:.4f}", f"{bar:.2f}")
+    met = value <= bar if at_most else value >= bar
+    return [name, shown, ("≤ " if at_most else "≥ ") + limit, "met" if met else "**missed**"]
+
+
+def _pts(a: str, b: str) -> Callable[[dict], float]:
+    return lambda r: points(r[a], r[b])
+
+
+def showcase_bars(runs: list[dict]) -> str:
+    """The showcase's bars on the mean of the LaSeR seeds, and GRPO's seeds against collapse."""
+    by = arms(runs)
+    laser, grpo = by.get("laser", []), by.get("grpo", [])
+    rows = [
+        _check("LaSeR: within-prompt AUROC", _mean(laser, lambda r: r["within"]), 0.75),
+        _check("LaSeR: F1, last 3", _mean(laser, lambda r: r["f1"]), 0.80),
+        _check("LaSeR: pooled AUROC, last 3", _mean(laser, lambda r: r["auroc"]), 0.85),
+        _check("LaSeR: weighted − majority", _mean(laser, _pts("weighted_majority", "majority")), 2, " pts"),
+        _check("LaSeR: best-of-k − pass@1", _mean(laser, _pts("best_of_k", "pass@1")), 5, " pts"),
+        _check("GRPO: lowest final accuracy of its seeds", min(r["final"] for r in grpo), 0.60),
+        _check(
+            "every seed: rise of the largest log π(z) in responses, first logged step → last 100",
+            max(r["z_max_last"] - r["z_max_first"] for r in runs), 2, " nats", at_most=True,
+        ),
+    ]  # fmt: skip
+    return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
+
+
+def default_checks(runs: list[dict]) -> str:
+    """RL's gain on the default task and what LaSeR costs it, on the means over seeds."""
+    by = arms(runs)
+    laser, grpo = by.get("laser", []), by.get("grpo", [])
+    gap = _mean(laser, lambda r: r["last3"]) - _mean(grpo, lambda r: r["last3"])
+    rows = [
+        _check("GRPO: accuracy gain over the base, last 3", _mean(grpo, _pts("last3", "base")), 15, " pts"),
+        _check("LaSeR − GRPO: accuracy, last 3", 100 * gap, -2, " pts"),
+    ]
+    return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
+
+
 @dataclass(frozen=True)
 class Table:
     name: str  # docs/results/<name>.md
@@ -227,6 +273,8 @@ TABLES = (
     Table("default_runs", "default", runs_table),
     Table("showcase", "showcase", seeds_table),
     Table("showcase_runs", "showcase", runs_table),
+    Table("default_checks", "default", default_checks),
+    Table("showcase_bars", "showcase", showcase_bars),
 )
 
 
