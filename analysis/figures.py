@@ -463,3 +463,73 @@ def plot_score_vs_length(problems: pd.DataFrame, path: str | Path | None = None)
         ax.set(title=title, xlabel="response length (tokens)", ylabel="self-reward score")
         ax.legend(loc="best")
     return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------- 6. test-time confidence
+CONFIDENCE_COLORS = {
+    "laser": "#d62728",
+    "mean_logprob": "#1f77b4",
+    "self_certainty": "#2ca02c",
+    "deepconf_lowest_group": "#ff7f0e",
+    "deepconf_tail": "#9467bd",
+    "written_verdict": "#8c564b",
+}
+_CURVE_COLUMNS = ("method", "rule", "k", "accuracy", "threshold", "mean_samples")
+
+
+def _run_titles(frame: pd.DataFrame) -> dict[str, str]:
+    """Legend labels of the runs of a confidence table (its meta and override columns only)."""
+    return run_labels(frame[[c for c in frame.columns if c not in _CURVE_COLUMNS]].drop_duplicates("run"))
+
+
+def plot_confidence_scaling(
+    scaling: pd.DataFrame,
+    adaptive: pd.DataFrame | None = None,
+    rule: str = "weighted_majority",
+    k_max: int = 8,
+    path: str | Path | None = None,
+):
+    """Accuracy against samples drawn per prompt, one line per confidence method: voting with
+    `rule` at fixed k = 1..`k_max` (solid), adaptive sampling over its thresholds (dotted, x = the
+    mean samples drawn), and plain majority voting (dashed gray); one panel per evaluation.
+
+    ``scaling``: ``run, ..., method, rule, k, accuracy`` (``runs.load_confidence_scaling``);
+    ``adaptive``: ``run, ..., method, threshold, mean_samples, accuracy`` (``runs.load_adaptive``).
+    """
+    use_style()
+    run_ids = sorted(scaling["run"].unique()) if not scaling.empty else []
+    fig, flat = _grid(len(run_ids))
+    titles = _run_titles(scaling) if run_ids else {}
+    for ax, run in zip(flat, run_ids, strict=False):
+        g = scaling[(scaling["run"] == run) & (scaling["k"] <= k_max)]
+        base = g[g["rule"] == "majority"].sort_values("k")
+        ax.plot(base["k"], base["accuracy"], color="gray", linestyle="--", label="majority")
+        for method, m in g[g["rule"] == rule].groupby("method", sort=False):
+            color = CONFIDENCE_COLORS.get(method)
+            m = m.sort_values("k")
+            ax.plot(m["k"], m["accuracy"], marker="o", color=color, label=method)
+            a = (
+                adaptive[(adaptive["run"] == run) & (adaptive["method"] == method)]
+                if adaptive is not None
+                else []
+            )
+            if len(a):
+                a = a.sort_values("mean_samples")
+                ax.plot(a["mean_samples"], a["accuracy"], linestyle=":", marker="x", color=color)
+        ax.set(title=f"{titles[run]}: {rule}", xlabel="samples per prompt", ylabel="accuracy")
+        ax.set(xlim=(0.5, min(k_max, g["k"].max()) + 0.5))
+    if run_ids:
+        flat[0].legend(loc="best", title="solid: fixed k, dotted: adaptive")
+    return _finish(fig, path)
+
+
+def voting_rules_table(scaling: pd.DataFrame) -> pd.DataFrame:
+    """Each run's voting rules at its largest k: ``run, method`` and one column per rule
+    (weighted_majority, best_of_k, filtered_top10, filtered_top90, majority)."""
+    if scaling.empty:
+        return pd.DataFrame(columns=["run", "method"])
+    largest = scaling.groupby("run")["k"].transform("max")
+    at_largest = scaling[scaling["k"] == largest]
+    table = at_largest.pivot_table(index=["run", "method"], columns="rule", values="accuracy")
+    table.columns.name = None
+    return table.reset_index()

@@ -11,6 +11,10 @@ Shapes (all "long"/tidy, one observation per row):
 * :func:`load_scaling` -> ``run, ..., problem, k, method, accuracy`` from ``laser.evaluate`` dirs
   (``scaling.csv``); :func:`scaling_summary` averages it to ``run, ..., method, k, accuracy``.
 * :func:`load_problems` -> one row per evaluated response: ``run, problem, sample, correct, score``.
+* :func:`load_confidence_scaling`, :func:`load_adaptive`, :func:`load_confidence` and
+  :func:`load_accuracy_estimates` -> the confidence comparison of ``laser.evaluate`` dirs
+  (``docs/confidence.md``): voting rules against k, adaptive sampling, per-method metrics and the
+  accuracy estimates.
 * :func:`load_wandb_runs` -> the :func:`load_runs` shape from the W&B API (needs network + login).
 
 ``paths`` is a directory, a glob, or a list of them; directories are searched recursively, so a
@@ -301,6 +305,32 @@ def load_self_verify(paths) -> pd.DataFrame:
         return pd.DataFrame([json.loads((d / "self_verify.json").read_text())])
 
     return _with_meta(find_dirs(paths, "self_verify.json"), read)
+
+
+# --------------------------------------------------------------------------- confidence comparison
+def _load_csv(paths, name: str) -> pd.DataFrame:
+    return _with_meta(find_dirs(paths, name), lambda d: pd.read_csv(d / name))
+
+
+def load_confidence_scaling(paths) -> pd.DataFrame:
+    """``confidence_scaling.csv`` of every evaluate dir -> ``run, ..., method, rule, k, accuracy``."""
+    return _load_csv(paths, "confidence_scaling.csv")
+
+
+def load_adaptive(paths) -> pd.DataFrame:
+    """``adaptive.csv`` of every evaluate dir -> ``run, ..., method, threshold, mean_samples, accuracy``."""
+    return _load_csv(paths, "adaptive.csv")
+
+
+def load_confidence(paths) -> pd.DataFrame:
+    """``confidence.csv`` of every evaluate dir -> one row per run x method: AUROCs, ECEs, costs."""
+    return _load_csv(paths, "confidence.csv")
+
+
+def load_accuracy_estimates(paths) -> pd.DataFrame:
+    """``accuracy_estimate.csv`` of every evaluate dir -> ``run, ..., method, calibration, target,
+    predicted, predicted_low, predicted_high, true, true_low, true_high, error``."""
+    return _load_csv(paths, "accuracy_estimate.csv")
 
 
 # --------------------------------------------------------------------------- W&B

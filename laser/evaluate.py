@@ -2,7 +2,9 @@
 
 Writes to the run directory: `scaling.csv` (one row per problem x k x method), `scaling_summary.csv`
 (mean accuracy per method and k), `self_verify.json` and `problems.jsonl` (answers, votes, scores,
-response texts).
+confidences, response texts); and the comparison of test-time confidences on the same samples
+(docs/confidence.md): `confidence.csv`, `confidence_scaling.csv`, `adaptive.csv` and
+`accuracy_estimate.csv`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from laser.assembly import make_sampler
 from laser.catalog import BENCHMARKS, check_data_file
 from laser.configs import ArithmeticTaskConfig, RewardConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
+from laser.data.collate import PromptCollator
+from laser.eval.compare import LabelledSamples, confidence_tables, read_labelled
+from laser.eval.confidence import METHODS, ScoringContext, applicable
+from laser.eval.costs import generation_costs
 from laser.eval.report import (
     by_written_check,
     per_problem,
@@ -31,11 +37,13 @@ from laser.eval.report import (
     self_verification,
     summarise_scaling,
 )
-from laser.eval.samples import sample_scored
+from laser.eval.samples import ScoredSamples, sample_scored
+from laser.eval.settings import ConfidenceConfig, confidence_config
 from laser.models.loading import check_model_source, load_tokenizer, stop_token_ids
 from laser.rewards import make_verifier
 from laser.rewards.arithmetic import check_agrees
 from laser.rewards.verifier import Verifier
+from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 from laser.utils.loggers import make_wandb_logger
 
@@ -150,7 +158,9 @@ def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify:
     per_problem(samples).to_json(out / "problems.jsonl", orient="records", lines=True)
 
 
-def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path) -> None:
+def log_to_wandb(
+    cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path, compared: dict | None = None
+) -> None:
     logger = make_wandb_logger(
         cfg.wandb.mode, cfg.wandb.project, str(out), group="eval", name=str(cfg.benchmark)
     )
@@ -158,6 +168,13 @@ def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path
         return
     metrics = {f"eval/{m}@{k}": float(v) for m, row in summary.iterrows() for k, v in row.items()}
     metrics |= {f"eval/{k}": v for k, v in verify.items() if v is not None}  # None: not applicable
+    if compared:
+        ranking = compared["confidence"]
+        metrics |= {
+            f"eval/confidence/{method}/{name}": float(v)
+            for method, row in ranking.iterrows()
+            for name, v in row.items()
+        }
     logger.log_metrics(metrics)
     table = summary.reset_index()
     table.columns = [str(c) for c in table.columns]  # W&B tables need str column names, not k
@@ -165,39 +182,92 @@ def log_to_wandb(cfg: DictConfig, summary: pd.DataFrame, verify: dict, out: Path
     logger.experiment.finish()
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Sample, verify, score and tabulate; returns the summary numbers."""
-    check_settings(cfg)
-    model_dir, run_dir = resolve_policy(str(cfg.ckpt_path))
-    settings = self_reward_settings(cfg, model_dir)
-    tokenizer = load_tokenizer(model_dir)
+def load_policy_and_sampler(
+    cfg: DictConfig, model_dir: str, tokenizer, settings: dict, max_new_tokens: int
+) -> tuple[torch.nn.Module, Sampler]:
+    """The policy (on the GPU when there is one) and its sampler at `rollout.eval_temperature`,
+    the self-reward token never sampled (nor the SFT loss's second verdict token, as in training)."""
     token_id = resolve_single_token(tokenizer, settings["token"], "self_reward.token")
     incorrect = settings.get("incorrect_token")
     incorrect_id = (
         resolve_single_token(tokenizer, incorrect, "self_reward.incorrect_token") if incorrect else None
     )
-    task = run_task(run_dir)
-    records = load_records(cfg, tokenizer, task)
     policy = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if torch.cuda.is_available():
         policy = policy.cuda()
     ro = OmegaConf.to_object(cfg.rollout)
-    ro.max_new_tokens = response_budget(cfg, run_dir)
+    ro.max_new_tokens = max_new_tokens
     stop_ids = stop_token_ids(tokenizer, model=policy)  # a training export lists its stop ids there
     sampler = make_sampler(ro, tokenizer, token_id, cfg.seed, ro.eval_temperature, stop_ids)
-    if incorrect_id is not None:  # the SFT loss's second verdict token is never sampled, as in training
+    if incorrect_id is not None:
         sampler.ban(incorrect_id)
+    return policy, sampler
+
+
+def task_check(task: ArithmeticTaskConfig, on_task: bool):
+    """text -> whether its written check agrees with its steps, on a self-checking arithmetic task
+    (`on_task`: the problems are that task's); None elsewhere."""
+    if on_task and task.check != "none":
+        return partial(check_agrees, kind=task.check)
+    return None
+
+
+def scoring_context(conf: ConfidenceConfig, settings: dict, max_new_tokens: int, check) -> ScoringContext:
+    """The confidence methods' settings, DeepConf's windows in tokens of this response budget."""
+    return ScoringContext(
+        top_k=conf.top_k,
+        group_window=conf.tokens(conf.group_window, max_new_tokens),
+        tail=conf.tokens(conf.tail, max_new_tokens),
+        beta_v=settings["beta_v"],
+        c_ref=settings["c_ref"],
+        loss=settings["loss"],
+        written_check=check,
+    )
+
+
+def measured_costs(
+    conf: ConfidenceConfig, policy, sampler: Sampler, records: list[dict], num_samples: int, names: list[str]
+) -> dict[str, float] | None:
+    """Seconds per sample that each recorded statistic adds to generation, on the first
+    `confidence.timing.problems` problems (None when not measured); the sampler's RNG is kept."""
+    if not names or conf.timing.problems == 0:
+        return None
+    stats = {METHODS[n].records for n in names} - {""}
+    if not stats:  # the sampled tokens' log-probs are always recorded: nothing to measure
+        return {}
+    batch = PromptCollator(sampler.tokenizer)(records[: conf.timing.problems])
+    return generation_costs(policy, sampler, batch, num_samples, stats, conf.top_k, conf.timing.repeats)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Sample, verify, score and tabulate; returns the summary numbers."""
+    check_settings(cfg)
+    conf = confidence_config(cfg.confidence)
+    cal = conf.calibration
+    source = read_labelled(cal.source, cal.problems) if conf.methods and cal.source else None
+    model_dir, run_dir = resolve_policy(str(cfg.ckpt_path))
+    settings = self_reward_settings(cfg, model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    task = run_task(run_dir)
+    records = load_records(cfg, tokenizer, task)
+    policy, sampler = load_policy_and_sampler(
+        cfg, model_dir, tokenizer, settings, response_budget(cfg, run_dir)
+    )
     verifier = make_eval_verifier(cfg, task, run_value(run_dir, "reward.check", "unscored"))
+    check = task_check(task, cfg.benchmark == "arithmetic")
+    ctx = scoring_context(conf, settings, sampler.max_new_tokens, check)
+    names = applicable(conf.methods, ctx)
+    generation = measured_costs(conf, policy, sampler, records, cfg.num_samples, names)
     samples = sample_scored(
         policy, sampler, verifier, records, cfg.num_samples, settings["beta_v"], settings["c_ref"],
-        cfg.batch_size, loss=settings["loss"],
+        cfg.batch_size, loss=settings["loss"], methods=names, context=ctx,
     )  # fmt: skip
     table = scaling_table(samples, powers_of_two(cfg.num_samples), cfg.num_resamples, cfg.seed)
     summary = summarise_scaling(table)
     verify = self_verification(samples, settings["threshold"], settings["calibration_bins"])
     undefined = any(v is None for v in verify.values())
-    if cfg.benchmark == "arithmetic" and task.check != "none":
-        verify |= by_written_check(samples, partial(check_agrees, kind=task.check), settings["threshold"])
+    if ctx.written_check is not None:
+        verify |= by_written_check(samples, ctx.written_check, settings["threshold"])
     out = Path(cfg.paths.output_dir)
     write_outputs(out, table, summary, verify, samples)
     print(f"{len(records)} problems x {cfg.num_samples} samples from {model_dir}")
@@ -205,9 +275,40 @@ def evaluate(cfg: DictConfig) -> dict:
     print(" ".join(f"{k.split('/')[-1]}={'n/a' if v is None else f'{v:.4f}'}" for k, v in verify.items()))
     if undefined:
         print(f"n/a: not applicable to these samples ({not_applicable_reason(cfg, samples)})")
+    compared = compare_confidences(cfg, conf, samples, names, source, generation, out)
     print(f"results in {out}")
-    log_to_wandb(cfg, summary, verify, out)
-    return {"summary": summary, "self_verify": verify}
+    log_to_wandb(cfg, summary, verify, out, compared)
+    return {"summary": summary, "self_verify": verify, **compared}
+
+
+def compare_confidences(
+    cfg: DictConfig,
+    conf: ConfidenceConfig,
+    samples: ScoredSamples,
+    names: list[str],
+    source: LabelledSamples | None,
+    generation: dict[str, float] | None,
+    out: Path,
+) -> dict[str, pd.DataFrame]:
+    """Write and print the confidence comparison's tables (none when no method is asked for)."""
+    if not names:
+        return {}
+    bins = cfg.self_reward.calibration_bins
+    tables = confidence_tables(samples, names, conf, source, generation, cfg.num_resamples, bins, cfg.seed)
+    for name, frame in tables.items():
+        frame.to_csv(out / f"{name}.csv", index=name == "confidence")
+    shown = ["auroc/pooled", "auroc/within", "ece/calibrated", "cost/extra_ms_per_sample"]
+    print("confidence methods (finished samples):")
+    print(tables["confidence"][shown].to_string(float_format=lambda x: f"{x:.4f}"))
+    estimate = tables["accuracy_estimate"]
+    pass1 = estimate[estimate["target"] == "pass@1"]
+    print("predicted pass@1 accuracy [95% bootstrap] against the true one:")
+    for row in pass1.itertuples():
+        print(
+            f"  {row.method:<22} {row.calibration:<9} {row.predicted:.4f} "
+            f"[{row.predicted_low:.4f}, {row.predicted_high:.4f}]  true {row.true:.4f}"
+        )
+    return tables
 
 
 def not_applicable_reason(cfg: DictConfig, samples) -> str:

@@ -34,6 +34,7 @@ FIGURES = [
     "05_reliability.png",
     "05_score_vs_length.png",
     "05_calibration_curves.png",
+    "06_confidence_scaling.png",
 ]
 
 
@@ -277,3 +278,35 @@ def test_an_evaluation_launched_elsewhere_is_described_by_its_training_run(tmp_p
     (eval_dir / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / 'launch'}\n")
     meta = runs.run_meta(eval_dir)
     assert (meta["experiment"], meta["algo"]) == ("train", "grpo")
+
+
+def test_the_confidence_figure_and_tables_read_an_evaluations_files(tmp_path: Path):
+    """Notebook 06's figure and tables from the files `laser.evaluate` writes (made by hand here)."""
+    ev = tmp_path / "eval"
+    (ev / ".hydra").mkdir(parents=True)
+    (ev / ".hydra" / "config.yaml").write_text("task_name: eval\nckpt_path: null\n")
+    rows = [("majority", "majority", k, 0.4 + 0.02 * k) for k in range(1, 5)]
+    rules = ("weighted_majority", "best_of_k")
+    rows += [(m, r, k, 0.5 + 0.03 * k) for m in ("laser", "mean_logprob") for r in rules for k in range(1, 5)]
+    pd.DataFrame(rows, columns=["method", "rule", "k", "accuracy"]).to_csv(
+        ev / "confidence_scaling.csv", index=False
+    )
+    adaptive = [("laser", t, 1 + 3 * t, 0.5 + 0.1 * t) for t in (0.0, 0.5, 1.0)]
+    pd.DataFrame(adaptive, columns=["method", "threshold", "mean_samples", "accuracy"]).to_csv(
+        ev / "adaptive.csv", index=False
+    )
+    scaling, loaded = runs.load_confidence_scaling(tmp_path), runs.load_adaptive(tmp_path)
+    assert len(scaling) == len(rows) and set(loaded["run"]) == {"eval"}
+    fig = figures.plot_confidence_scaling(scaling, loaded, path=tmp_path / "06.png")
+    assert (tmp_path / "06.png").stat().st_size > 0
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert {"majority", "laser", "mean_logprob"} <= set(labels)
+    adaptive_line = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert [list(line.get_xdata()) for line in adaptive_line] == [[1.0, 2.5, 4.0]]
+    table = figures.voting_rules_table(scaling).set_index(["run", "method"])
+    assert table.loc[("eval", "laser"), "best_of_k"] == pytest.approx(0.62)  # at the largest k, 4
+    assert table.loc[("eval", "majority"), "majority"] == pytest.approx(0.48)
+    empty = runs.load_confidence_scaling(tmp_path / "nothing")
+    assert (
+        figures.plot_confidence_scaling(empty, None) is not None and figures.voting_rules_table(empty).empty
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from laser.utils.compose import compose_config
 from helpers import char_tokenizer, finishing_policy
 
 FILES = ("scaling.csv", "scaling_summary.csv", "self_verify.json", "problems.jsonl")
+CONFIDENCE_FILES = ("confidence.csv", "confidence_scaling.csv", "adaptive.csv", "accuracy_estimate.csv")
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +175,85 @@ def test_a_training_run_gives_its_response_budget_and_its_scored_check(tmp_path:
     rewards = verifier([honest, wrong_check], ["40", "40"], ["12+35-7=", "12+35-7="])
     assert rewards.tolist() == [1.0, 0.0]  # the run scored its check, so its evaluation does too
     assert evaluate_module.run_value(None, "reward.check", "unscored") == "unscored"
+
+
+class CoinVerifier:
+    """A verifier that calls each response right with probability 0.4, at random (seeded)."""
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(0)
+
+    def __call__(self, responses, answers, prompts) -> torch.Tensor:
+        return (torch.rand(len(responses), generator=self.generator) < 0.4).float()
+
+
+def test_the_confidence_comparison_and_its_transfer_calibration(
+    policy_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(evaluate_module, "make_eval_verifier", lambda cfg, task, check: CoinVerifier())
+    light = ("num_samples=4", "confidence.timing.repeats=1", "confidence.calibration.bootstrap=20")
+    first = evaluate(eval_config(policy_dir, tmp_path, *light))
+    out = tmp_path / "eval"
+    assert all((out / name).is_file() for name in CONFIDENCE_FILES)
+    methods = ["laser", "mean_logprob", "self_certainty", "deepconf_lowest_group", "deepconf_tail"]
+    assert list(first["confidence"].index) == methods  # no written check on this task: no verdict
+    ranking = pd.read_csv(out / "confidence.csv", index_col="method")
+    assert {"auroc/pooled", "auroc/within", "ece/calibrated", "cost/extra_ms_per_sample"} <= set(
+        ranking.columns
+    )
+    rules = set(pd.read_csv(out / "confidence_scaling.csv")["rule"])
+    assert rules == {"majority", "weighted_majority", "best_of_k", "filtered_top10", "filtered_top90"}
+    problems = [json.loads(line) for line in (out / "problems.jsonl").read_text().splitlines()]
+    assert all(set(p["confidence"]) == set(methods) and len(p["confidence"]["laser"]) == 4 for p in problems)
+    assert "predicted pass@1 accuracy" in capsys.readouterr().out
+    # an evaluation of "another policy" calibrated on the first one's labelled samples
+    second = evaluate(
+        eval_config(policy_dir, tmp_path / "second", *light, "seed=1", f"confidence.calibration.source={out}")
+    )
+    estimate = second["accuracy_estimate"]
+    assert set(estimate["calibration"]) == {"none", "cross_fit", "transfer"}
+    assert set(estimate.loc[estimate["calibration"] == "none", "method"]) == {"laser"}  # its own scale
+    assert (
+        (estimate["predicted_low"] <= estimate["predicted"])
+        & (estimate["predicted"] <= estimate["predicted_high"])
+    ).all()
+
+
+def test_no_confidence_method_writes_no_comparison(policy_dir: Path, tmp_path: Path) -> None:
+    result = evaluate(eval_config(policy_dir, tmp_path, "num_samples=2", "confidence.methods=[]"))
+    assert "confidence" not in result and not (tmp_path / "eval" / "confidence.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("confidence.methods=[laser,magic]", r"confidence.methods=.*unknown \['magic'\]"),
+        ("confidence.top_k=0", r"confidence.top_k=0 is invalid"),
+        (
+            "confidence.calibration.source=/nowhere",
+            r"confidence.calibration.source='/nowhere'.*does not exist",
+        ),
+    ],
+)
+def test_bad_confidence_settings_stop_before_the_policy_loads(
+    policy_dir: Path, tmp_path: Path, monkeypatch, override: str, message: str
+) -> None:
+    monkeypatch.setattr(evaluate_module.AutoModelForCausalLM, "from_pretrained", never_load)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        evaluate(eval_config(policy_dir, tmp_path, override))
+
+
+def test_measuring_the_costs_leaves_the_samples_as_they_were(policy_dir: Path, tmp_path: Path) -> None:
+    def responses(timing: int) -> list:
+        out = tmp_path / f"timing{timing}"
+        cfg = eval_config(policy_dir, out, "num_samples=3", f"confidence.timing.problems={timing}")
+        result = evaluate(cfg)
+        rows = (out / "eval" / "problems.jsonl").read_text().splitlines()
+        return [json.loads(r)["responses"] for r in rows], result["confidence"]
+
+    measured, ranking = responses(2)
+    unmeasured, unmeasured_ranking = responses(0)
+    assert measured == unmeasured  # the timing runs restart and restore the sampler's RNG
+    assert ranking["cost/generation_ms_per_sample"].notna().all()
+    assert math.isnan(unmeasured_ranking.loc["laser", "cost/generation_ms_per_sample"])  # not measured
+    assert unmeasured_ranking.loc["mean_logprob", "cost/generation_ms_per_sample"] == 0  # records nothing

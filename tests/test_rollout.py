@@ -569,3 +569,62 @@ def test_a_sampler_on_cuda_continues_from_a_saved_rng_state():
     fresh = Sampler(tok, max_new_tokens=6, seed=3)
     fresh.load_rng_state(state)
     torch.testing.assert_close(fresh.sample(model, batch, group_size=2).response_ids, expected)
+
+
+# ---------------------------------------------------------------- per-token confidence statistics
+
+
+def test_token_statistics_scripted_hand_values():
+    # row 0 greedily emits 5 then EOS, row 1 (7 -> 6 -> 7) never ends; every step's logits are one 5
+    # and seven 0s, so with L = ln(e^5 + 7): log p = 5 - L (top) and -L (the rest), and
+    # KL(U || p) = -ln 8 - (5/8 - L); the top-2 token confidence is -((5 - L) + (-L)) / 2 = L - 2.5
+    ids, mask = torch.tensor([[BOS, 4], [BOS, 7]]), torch.ones(2, 2, dtype=torch.long)
+    r = generate(
+        bigram(), ids, mask, eos_id=EOS, pad_id=PAD, max_new_tokens=3, temperature=0.0,
+        self_reward_id=Z, self_certainty=True, confidence_top_k=2,
+    )  # fmt: skip
+    big_l = math.log(math.exp(5) + 7)
+    certainty, confidence = big_l - math.log(8) - 5 / 8, big_l - 2.5
+    assert r.response_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    on = r.response_mask.float()
+    torch.testing.assert_close(r.token_self_certainty, certainty * on)
+    torch.testing.assert_close(r.token_confidence, confidence * on)
+    plain = generate(bigram(), ids, mask, eos_id=EOS, pad_id=PAD, max_new_tokens=3, temperature=0.0)
+    assert plain.token_self_certainty is None and plain.token_confidence is None  # not asked: not made
+
+
+def test_recording_token_statistics_draws_the_same_samples():
+    tok = char_tokenizer()
+    z = self_reward_id(tok)
+    ids, mask = encode_prompts(tok, PROMPTS)
+    model = peaked_model(tok, eos_bias=3.0, scale=3.0)
+    kw = {"temperature": 0.8, "self_reward_id": z, "max_new_tokens": 10}
+    plain = gen(model, tok, ids, mask, generator=torch.Generator().manual_seed(0), **kw)
+    stats = gen(
+        model, tok, ids, mask, generator=torch.Generator().manual_seed(0), self_certainty=True,
+        confidence_top_k=5, **kw,
+    )  # fmt: skip
+    assert torch.equal(plain.response_ids, stats.response_ids)
+    assert torch.equal(plain.logp, stats.logp) and torch.allclose(plain.z_logp, stats.z_logp, equal_nan=True)
+    # the recorded statistics are those of a full forward pass over prompt + response
+    full_ids = torch.cat([ids, stats.response_ids], dim=1)
+    full_mask = torch.cat([mask, stats.response_mask], dim=1)
+    pos = position_ids_from_mask(full_mask)
+    with torch.no_grad():
+        logits = model(input_ids=full_ids, attention_mask=full_mask, position_ids=pos).logits
+    step_logp = torch.log_softmax(logits[:, ids.shape[1] - 1 : -1].float(), -1)  # (N, R, V)
+    on = stats.response_mask.bool()
+    expected = -math.log(step_logp.shape[-1]) - step_logp.mean(-1)
+    torch.testing.assert_close(stats.token_self_certainty[on], expected[on], atol=1e-4, rtol=1e-4)
+    expected = -step_logp.topk(5, -1).values.mean(-1)
+    torch.testing.assert_close(stats.token_confidence[on], expected[on], atol=1e-4, rtol=1e-4)
+
+
+def test_rollout_cat_pads_the_token_statistics():
+    a, b = make_rollout(1, 1, 3, 0), make_rollout(1, 1, 1, 1)
+    a.token_confidence, b.token_confidence = torch.ones(1, 3), torch.full((1, 1), 2.0)
+    c = Rollout.cat([a, b], pad_id=0)
+    assert c.token_confidence.tolist() == [[1.0, 1.0, 1.0], [2.0, 0.0, 0.0]]
+    assert c.token_self_certainty is None
+    assert Rollout.cat([a, make_rollout(1, 1, 1, 1)], pad_id=0).token_confidence is None
+    assert c.rows(slice(1, 2)).token_confidence.tolist() == [[2.0, 0.0, 0.0]]

@@ -107,9 +107,9 @@ def by_written_check(samples: ScoredSamples, agrees, threshold: float = 0.5) -> 
 
 def per_problem(samples: ScoredSamples) -> pd.DataFrame:
     """One row per problem: reference, answers, votes, scores, finished flags, lengths and texts of
-    its K samples."""
+    its K samples, and {method: K confidences} where confidences were computed."""
     ids = samples.answer_ids()
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "problem": samples.problems,
             "gold": samples.gold,
@@ -122,3 +122,9 @@ def per_problem(samples: ScoredSamples) -> pd.DataFrame:
             "responses": samples.responses,
         }
     )
+    if samples.confidence:
+        frame["confidence"] = [
+            {name: values[p].tolist() for name, values in samples.confidence.items()}
+            for p in range(len(samples.problems))
+        ]
+    return frame

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from laser.algo import self_reward_score
 from laser.data.collate import PromptCollator
+from laser.eval.confidence import GeneratedBatch, ScoringContext, recording, score_batch
 from laser.rewards.verifier import extract_answer
 from laser.rollout.sampler import Sampler
 
@@ -27,6 +28,8 @@ class ScoredSamples:
         scores: (P, K) self-reward scores (raw r_s, or pi(z|x,y) for an SFT-trained policy; 0
             where not finished).
         lengths: (P, K) response lengths in tokens (EOS included).
+        confidence: {method: (P, K) confidences} of the methods asked for (`laser.eval.confidence`).
+        confidence_seconds: {method: seconds its reductions took over all samples}.
     """
 
     problems: list[str]
@@ -37,6 +40,8 @@ class ScoredSamples:
     finished: torch.Tensor
     scores: torch.Tensor
     lengths: torch.Tensor
+    confidence: dict[str, torch.Tensor] = field(default_factory=dict)
+    confidence_seconds: dict[str, float] = field(default_factory=dict)
 
     def answer_ids(self) -> torch.Tensor:
         """(P, K) answer classes: 0 for every correct answer (all equal the reference), then one
@@ -69,15 +74,25 @@ def sample_scored(
     c_ref: float,
     batch_size: int = 32,
     loss: str = "mse",
+    methods: list[str] = (),
+    context: ScoringContext | None = None,
 ) -> ScoredSamples:
     """K = `num_samples` scored completions for every record ({prompt, answer}); `loss` is the
-    verification loss the policy was trained with, which defines its score."""
+    verification loss the policy was trained with, which defines its score. `methods`: confidence
+    methods to compute on the same samples, with their `context`."""
     collate = PromptCollator(sampler.tokenizer)
     texts, correct, finished, z_logp, lengths = [], [], [], [], []
+    confidence: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    seconds = dict.fromkeys(methods, 0.0)
+    record = recording(list(methods), context.top_k) if methods else {}
     for start in range(0, len(records), batch_size):
         batch = collate(records[start : start + batch_size])
-        rollout = sampler.sample(policy, batch, group_size=num_samples, score=True)
+        rollout = sampler.sample(policy, batch, group_size=num_samples, score=True, **record)
         responses = sampler.decode(rollout)
+        scored = score_batch(list(methods), GeneratedBatch(rollout, responses), context)
+        for name, (values, took) in scored.items():
+            confidence[name].append(values)
+            seconds[name] += took
         gold = [a for a in batch.answers for _ in range(num_samples)]
         prompts = [p for p in batch.prompts for _ in range(num_samples)]
         texts += responses
@@ -98,4 +113,6 @@ def sample_scored(
         finished=finished_t,
         scores=scores,
         lengths=torch.cat(lengths).view(shape),
+        confidence={name: torch.cat(parts).view(shape) for name, parts in confidence.items()},
+        confidence_seconds=seconds,
     )

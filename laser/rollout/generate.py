@@ -9,6 +9,10 @@ that step feeds only the rows that emitted EOS last (the KV cache narrowed to th
 "EOS" is any of the stop ids: chat models end a turn with their own token (Qwen's <|im_end|>) while
 the tokenizer's EOS may be another (<|endoftext|>); a response ends at the first stop id it emits,
 and its score is read after that token.
+
+Asked for, the loop also records per-token statistics of each step's next-token distribution (full
+vocabulary, temperature 1) for the training-free confidences of `laser.algo.confidence`: they read
+the logits the step computes anyway and draw nothing, so the sampled tokens stay the same.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from laser.algo.confidence import token_confidence, token_self_certainty
 from laser.rollout.distribution import SamplingDistribution
 from laser.rollout.types import Rollout
 
@@ -76,6 +81,8 @@ def generate(
     score: bool = True,
     generator: torch.Generator | None = None,
     banned_ids: Sequence[int] = (),
+    self_certainty: bool = False,
+    confidence_top_k: int = 0,
 ) -> Rollout:
     """Sample one completion per row of a left-padded prompt batch.
 
@@ -91,6 +98,9 @@ def generate(
         score: read log p(z) one step after each EOS (at temperature 1) into `Rollout.z_logp`.
         generator: RNG for reproducible sampling.
         banned_ids: further ids never sampled (the SFT loss's second verdict token).
+        self_certainty: record each step's KL(U || p) into `Rollout.token_self_certainty`.
+        confidence_top_k: k > 0 records each step's DeepConf token confidence (-mean of the top-k
+            log-probs) into `Rollout.token_confidence`; 0 records none.
     """
     n = prompt_ids.shape[0]
     device = prompt_ids.device
@@ -112,9 +122,12 @@ def generate(
     z_logp = torch.full((n,), float("nan"), device=device)
     tokens: list[torch.Tensor] = []
     logps: list[torch.Tensor] = []  # each sampled token's log-prob under the distribution drawn from
+    stats: dict[str, list[torch.Tensor]] = {}  # per-token confidence statistics, when asked for
     for step in range(max_new_tokens):
         if pending.any():
             z_logp[pending] = torch.log_softmax(logits[pending].float(), -1)[:, self_reward_id]
+        if self_certainty or confidence_top_k:
+            record_token_stats(stats, logits, done, self_certainty, confidence_top_k)
         tok, logp = sample_next(logits, dist, generator)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(tok)
@@ -145,6 +158,7 @@ def generate(
     is_eos = torch.isin(response, stop_ids)
     # mask: tokens up to and including the first EOS
     response_mask = (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+    per_token = {name: torch.stack(values, dim=1) * response_mask for name, values in stats.items()}
     return Rollout(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask.long(),
@@ -153,4 +167,20 @@ def generate(
         finished=is_eos.any(-1),
         z_logp=z_logp if score else None,
         logp=torch.stack(logps, dim=1) * response_mask,
+        **per_token,
     )
+
+
+def record_token_stats(
+    stats: dict[str, list[torch.Tensor]], logits: torch.Tensor, done: torch.Tensor,
+    self_certainty: bool, top_k: int,
+) -> None:  # fmt: skip
+    """Append this step's (N,) statistics of (N, V) `logits` to `stats` (0 on finished rows)."""
+    log_probs = torch.log_softmax(logits.float(), -1)  # (N, V) full vocabulary, temperature 1
+    current = {}
+    if self_certainty:
+        current["token_self_certainty"] = token_self_certainty(log_probs)
+    if top_k:
+        current["token_confidence"] = token_confidence(log_probs, top_k)
+    for name, value in current.items():
+        stats.setdefault(name, []).append(value.masked_fill(done, 0.0))

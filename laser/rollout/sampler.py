@@ -101,9 +101,11 @@ class Sampler:
 
     @torch.no_grad()
     def sample(
-        self, model: torch.nn.Module, batch: PromptBatch, group_size: int = 1, score: bool = True
-    ) -> Rollout:
-        """`group_size` completions per prompt (rows grouped by prompt), scored when `score`."""
+        self, model: torch.nn.Module, batch: PromptBatch, group_size: int = 1, score: bool = True,
+        self_certainty: bool = False, confidence_top_k: int = 0,
+    ) -> Rollout:  # fmt: skip
+        """`group_size` completions per prompt (rows grouped by prompt), scored when `score`;
+        `self_certainty` and `confidence_top_k` ask for per-token statistics (see `generate`)."""
         device = next(model.parameters()).device
         ids = batch.prompt_ids.repeat_interleave(group_size, 0).to(device)  # (B*G, P)
         mask = batch.prompt_mask.repeat_interleave(group_size, 0).to(device)
@@ -123,6 +125,8 @@ class Sampler:
                 score=score,
                 generator=self._generator_for(device),
                 banned_ids=self.banned_ids,
+                self_certainty=self_certainty,
+                confidence_top_k=confidence_top_k,
             )
             for i in range(0, ids.shape[0], self.micro_batch_size)
         ]

@@ -21,6 +21,10 @@ class Rollout:
             self-reward log-prob), NaN where not finished; None when the rollout did not score.
         logp: (N, R) each sampled token's log-prob under the distribution the sampler drew it from
             (0 after the response); None for rollouts not made by the sampler.
+        token_self_certainty: (N, R) KL(U || p_t) of each step's next-token distribution p_t (full
+            vocabulary, temperature 1; 0 after the response); None unless the sampler was asked.
+        token_confidence: (N, R) DeepConf's token confidence of each step, -mean of p_t's top-k
+            log-probs (0 after the response); None unless the sampler was asked.
     """
 
     prompt_ids: torch.Tensor
@@ -30,6 +34,8 @@ class Rollout:
     finished: torch.Tensor
     z_logp: torch.Tensor | None = None
     logp: torch.Tensor | None = None
+    token_self_certainty: torch.Tensor | None = None
+    token_confidence: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.prompt_ids.shape[0]
@@ -64,8 +70,13 @@ class Rollout:
             extra = width - x.shape[1]
             return torch.nn.functional.pad(x, (extra, 0) if left else (0, extra), value=value)
 
-        z, logp = [r.z_logp for r in parts], [r.logp for r in parts]
-        has_logp = all(v is not None for v in logp)
+        def per_token(name: str) -> torch.Tensor | None:  # (N, R) right-padded with 0, if all have it
+            values = [getattr(r, name) for r in parts]
+            if any(v is None for v in values):
+                return None
+            return torch.cat([pad(v, r_width, 0, False) for v in values])
+
+        z = [r.z_logp for r in parts]
         return Rollout(
             prompt_ids=torch.cat([pad(r.prompt_ids, p_width, pad_id, True) for r in parts]),
             prompt_mask=torch.cat([pad(r.prompt_mask, p_width, 0, True) for r in parts]),
@@ -73,5 +84,7 @@ class Rollout:
             response_mask=torch.cat([pad(r.response_mask, r_width, 0, False) for r in parts]),
             finished=torch.cat([r.finished for r in parts]),
             z_logp=None if any(v is None for v in z) else torch.cat(z),
-            logp=torch.cat([pad(v, r_width, 0, False) for v in logp]) if has_logp else None,
+            logp=per_token("logp"),
+            token_self_certainty=per_token("token_self_certainty"),
+            token_confidence=per_token("token_confidence"),
         )
