@@ -17,9 +17,9 @@ from helpers import compose_train, finishing_policy
 def test_from_base_puts_weights_and_optimiser_state_back() -> None:
     policy = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(policy.parameters(), lr=0.1)
-    rollout = SimpleNamespace(response_mask=torch.ones(2, 5))
-    module = SimpleNamespace(policy=policy, last_samples={"rollout": rollout})
-    trainer = SimpleNamespace(optimizers=[opt])
+    module = SimpleNamespace(policy=policy)
+    logged = {"train/tokens/response": torch.tensor(10.0)}  # what the step logged
+    trainer = SimpleNamespace(optimizers=[opt], callback_metrics=logged)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     reset = FromBase()
     reset.on_train_start(trainer, module)

@@ -6,48 +6,38 @@
 Runs `warmup + steps` training steps of the configured experiment (Hydra overrides as for
 `laser.run`; the default is the toy model on CPU) through a Lightning Trainer, with the objects
 built as `laser.run` builds them. Both self-reward warm-ups default to 0, so every step scores in
-the rollout, mixes advantages and adds the MSE (override them to time a warm-up step). The
-module's own methods run unchanged; thin wrappers read the clock around them:
+the rollout, mixes advantages and adds the MSE (override them to time a warm-up step). The stages
+time themselves (`laser.lit.timing`), and this benchmark reads what the module logs at every step
+(`train/timing_s/*`, also in every run's metrics.csv):
 
-    step     Lightning's on_train_batch_start to on_train_batch_end (the batch fetch is outside)
-    rollout  `sampler.sample` minus the score steps below: prefill, decoding, sampling
-    score    the decoding steps that only the in-rollout score needs (see below)
-    reward   `module.verify`: decoding the responses to text and the verifier
-    update   `module.update`: log-prob forward/backward over micro-batches, clipping, optimiser
-             and scheduler steps
-    other    step minus the four: the reference pass, advantages, self-reward mixing, metrics
-             and their logging, Lightning's per-step work
-
-The score is timed directly. Without the score, generation stops as soon as every row has
-emitted EOS (or after max_new_tokens samples); with it, one more decoding step is taken so that
-the logits after the last EOS exist. A forward pre-hook on the policy follows each generation
-micro-batch (a forward without a KV cache starts one) and marks a decoding step as the score's
-when it feeds fewer rows than the batch (the score's step feeds only the rows that ended last),
-when every row has already been fed its EOS, or when it is the max_new_tokens-th decoding step:
-generation without the score never takes such a step. Those forwards are timed, synchronised on
-CUDA. The log p(z) reads themselves (a log-softmax over the rows that just ended, inside steps
-that happen anyway) stay in `rollout`; they are small next to a forward.
+    step       the module's training step, logging excluded
+    rollout    `sampler.sample` minus the score's step: prefill, decoding, sampling
+    score      the decoding step only the in-rollout score needs, timed by the generation loop:
+               without the score, generation stops once every row has emitted EOS (or after
+               max_new_tokens samples); with it, one more step feeds the rows that ended last so
+               that the logits after their EOS exist. The log p(z) reads of the rows that ended
+               earlier ride along with steps taken anyway and stay in `rollout`.
+    reward     `module.verify`: decoding the responses to text and the verifier
+    reference  the reference model's forward (0 without one)
+    update     log-prob forward/backward over micro-batches, clipping, optimiser and scheduler steps
+    other      step minus the stages above: advantages, self-reward mixing, metrics
 
 On CUDA every clock read follows torch.cuda.synchronize(). Per stage the table gives the median
 over the measured steps and its share of the summed step time (shares of the summed times add up
 to 1). Generated tokens per second are response tokens (EOS included) over rollout time; training
 tokens per second are the non-padding prompt + response tokens of the update's forward/backward
-over update time. Peak memory is torch.cuda.max_memory_allocated over the measured steps on GPU,
+over update time. Peak memory is torch.cuda.max_memory_allocated over the run on GPU,
 and the process's peak resident set size (its whole life, start-up included) on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
 import resource
 import statistics
-import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -58,11 +48,12 @@ from omegaconf import DictConfig
 
 from laser.assembly import build_module, load_inputs, make_trainer
 from laser.configs import RunConfig, validate
-from laser.lit.module import LaserModule
 from laser.utils.compose import compose_config
 from laser.utils.threads import configure_threads
 
-STAGES = ("rollout", "score", "reward", "update", "other")
+STAGES = ("rollout", "score", "reward", "reference", "update", "other")
+LOGGED = ("sample", "score", "verify", "reference", "update", "step")  # train/timing_s/<name>
+TIMED = ("train/timing_s/", "train/tokens/")
 DEFAULTS = [
     "paths.output_dir=outputs/benchmarks",
     "paths.root_dir=.",
@@ -71,142 +62,29 @@ DEFAULTS = [
 ]
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class ScoreStepTimer:
-    """Times the decoding steps a generation takes only for the in-rollout score (module docstring).
-
-    Args:
-        model: the policy; hooks are registered on it and act only while `active`.
-        stop_ids: the ids that end a response (the sampler's).
-        max_new_tokens: the sampler's limit.
-    """
-
-    def __init__(self, model: torch.nn.Module, stop_ids: Sequence[int], max_new_tokens: int) -> None:
-        self.stop_ids, self.max_new_tokens = torch.tensor(list(stop_ids)), max_new_tokens
-        self.active = False
-        self.seconds, self.steps = 0.0, 0
-        self._timing = False
-        model.register_forward_pre_hook(self._before, with_kwargs=True)
-        model.register_forward_hook(self._after)
-
-    def _before(self, model: torch.nn.Module, args, kwargs: dict) -> None:
-        if not self.active:
-            return
-        ids = kwargs["input_ids"]  # (N, P) at prefill, (N, 1) when decoding
-        if kwargs.get("cache") is None:  # prefill: a new generation micro-batch
-            self._decode_steps = 0
-            self._ended = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (N,)
-            self._stops = self.stop_ids.to(ids.device)
-            return
-        self._decode_steps += 1
-        if ids.shape[0] < self._ended.shape[0]:  # only the score's step feeds fewer rows
-            self._timing = True
-        else:
-            self._ended |= torch.isin(ids[:, -1], self._stops)  # fed their EOS, now or earlier
-            self._timing = self._decode_steps == self.max_new_tokens or bool(self._ended.all())
-        if self._timing:
-            synchronize(ids.device)
-            self._start = time.perf_counter()
-
-    def _after(self, model: torch.nn.Module, args, output) -> None:
-        if self.active and self._timing:
-            synchronize(output.logits.device)
-            self.seconds += time.perf_counter() - self._start
-            self.steps += 1
-            self._timing = False
-
-
 class StageClock(Callback):
-    """Per training step: wall time of the step and of the wrapped module methods, and token counts."""
+    """Per training step: the stage times and token counts the module logged for it."""
 
-    def __init__(self, warmup: int) -> None:
-        self.device, self.warmup = torch.device("cpu"), warmup
+    def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
-        self.current: dict[str, float] | None = None
-        self.score: ScoreStepTimer | None = None
-
-    def instrument(self, module: LaserModule, device: torch.device) -> None:
-        """Wrap the stages' methods of `module` (instance attributes; the code they run is unchanged)."""
-        self.device = device
-        sampler = module.sampler
-        self.score = ScoreStepTimer(module.policy, sampler.stop_ids, sampler.max_new_tokens)
-        sampler.sample = self._timed_sample(sampler.sample)
-        module.verify = self.timed("reward", module.verify)
-        module.update = self.timed("update", module.update, training_tokens)
-
-    def timed(self, stage: str, fn: Callable, count: Callable | None = None) -> Callable:
-        """`fn`, adding its synchronised wall time (and `count(args, result)`) to the current step."""
-
-        def wrapper(*args, **kwargs):
-            if self.current is None:  # outside a training step (c_ref estimate, validation)
-                return fn(*args, **kwargs)
-            synchronize(self.device)
-            start = time.perf_counter()
-            result = fn(*args, **kwargs)
-            synchronize(self.device)
-            self.current[stage] += time.perf_counter() - start
-            for key, value in (count(args, result) if count else {}).items():
-                self.current[key] += value
-            return result
-
-        return wrapper
-
-    def _timed_sample(self, sample: Callable) -> Callable:
-        timed = self.timed("generation", sample, generated_tokens)
-        signature = inspect.signature(sample)
-
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            self.score.active = self.current is not None and bound.arguments["score"]
-            self.score.seconds, self.score.steps = 0.0, 0
-            try:
-                return timed(*args, **kwargs)
-            finally:
-                if self.score.active:
-                    self.current["score"] += self.score.seconds
-                    self.current["score_steps"] += self.score.steps
-                self.score.active = False
-
-        return wrapper
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if len(self.steps) == self.warmup and self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        self.current = defaultdict(float)
-        synchronize(self.device)
-        self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        synchronize(self.device)
-        self.current["step"] = time.perf_counter() - self._start
-        self.steps.append(dict(self.current))
-        self.current = None
+        logged = trainer.callback_metrics
+        self.steps.append({k: float(v) for k, v in logged.items() if k.startswith(TIMED)})
 
-    def measured(self) -> list[dict[str, float]]:
-        """The steps after the warm-up, with `rollout` (generation minus score) and `other` filled in."""
+    def measured(self, warmup: int) -> list[dict[str, float]]:
+        """The steps after the warm-up, by stage (`rollout` = sample minus score; `other` = the
+        step minus every timed stage) and with their token counts."""
         steps = []
-        for raw in self.steps[self.warmup :]:
-            s = {key: raw.get(key, 0.0) for key in ("score", "reward", "update", "step")}
-            s["rollout"] = raw.get("generation", 0.0) - s["score"]
-            s["other"] = s["step"] - sum(s[k] for k in ("rollout", "score", "reward", "update"))
-            for key in ("score_steps", "generated_tokens", "training_tokens"):
-                s[key] = raw.get(key, 0.0)
+        for raw in self.steps[warmup:]:
+            timed = {k: raw.get(f"train/timing_s/{k}", 0.0) for k in LOGGED}
+            s = {"rollout": timed["sample"] - timed["score"], "reward": timed["verify"]}
+            s |= {k: timed[k] for k in ("score", "reference", "update", "step")}
+            s["other"] = s["step"] - sum(s[k] for k in STAGES if k != "other")
+            s["generated_tokens"] = raw.get("train/tokens/response", 0.0)
+            s["training_tokens"] = s["generated_tokens"] + raw.get("train/tokens/prompt", 0.0)
             steps.append(s)
         return steps
-
-
-def generated_tokens(args, rollout) -> dict[str, float]:
-    return {"generated_tokens": rollout.response_mask.sum().item()}
-
-
-def training_tokens(args, result) -> dict[str, float]:
-    rollout = args[0]
-    return {"training_tokens": (rollout.prompt_mask.sum() + rollout.response_mask.sum()).item()}
 
 
 def make_benchmark_trainer(cfg: DictConfig, clock: StageClock, steps: int, device: str | None) -> L.Trainer:
@@ -244,10 +122,7 @@ def summarise(steps: list[dict[str, float]], device: torch.device) -> dict:
         "training_tokens_per_step": total["training_tokens"] / len(steps),
         "training_tokens_per_s": total["training_tokens"] / total["update"],
         "peak_memory": peak_memory(device),
-        "per_step": [
-            {f"{k}_ms": 1e3 * s[k] for k in (*STAGES, "step")} | {"score_steps": s["score_steps"]}
-            for s in steps
-        ],
+        "per_step": [{f"{k}_ms": 1e3 * s[k] for k in (*STAGES, "step")} for s in steps],
     }
 
 
@@ -324,15 +199,17 @@ def benchmark(cfg: DictConfig, steps: int, warmup: int, device: str | None = Non
     run = validate(cfg)
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule = build_module(cfg, run, *load_inputs(run))
-    clock = StageClock(warmup)
+    clock = StageClock()
     trainer = make_benchmark_trainer(cfg, clock, warmup + steps, device)
-    clock.instrument(module, trainer.strategy.root_device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     trainer.fit(module, datamodule=datamodule)
     if len(clock.steps) != warmup + steps:
         raise RuntimeError(f"training stopped after {len(clock.steps)} of {warmup + steps} steps")
-    result = summarise(clock.measured(), clock.device)
+    root = trainer.strategy.root_device
+    result = summarise(clock.measured(warmup), root)
     config = describe_run(run, steps, warmup) | {"precision": str(trainer.precision)}
-    return {"hardware": hardware(clock.device), "config": config, **result}
+    return {"hardware": hardware(root), "config": config, **result}
 
 
 def main(argv: list[str] | None = None) -> dict:

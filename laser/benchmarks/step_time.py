@@ -71,7 +71,7 @@ class FromBase(Callback):
         self.optimiser = copy.deepcopy(trainer.optimizers[0].state_dict())
 
     def on_train_batch_end(self, trainer, module, *args) -> None:
-        self.tokens.append(int(module.last_samples["rollout"].response_mask.sum()))
+        self.tokens.append(int(trainer.callback_metrics["train/tokens/response"]))  # what the step logged
         module.policy.load_state_dict(self.weights)
         trainer.optimizers[0].load_state_dict(self.optimiser)
 

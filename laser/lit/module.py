@@ -87,12 +87,14 @@ class LaserModule(DataParallelMixin, LightningModule):
             "rollout_is_cap": algo.rollout_is_cap, "norm_length": float(sampler.max_new_tokens),
         }  # fmt: skip
         self.timer = StageTimer(sync=self.sync_device)
+        sampler.timer = self.timer  # the generation loop times the score's extra step itself
         self.val_rows: list[dict[str, torch.Tensor]] = []
         self.val_history: list[dict[str, float]] = []  # one entry per evaluation, in order
 
     # -- the algorithm -------------------------------------------------------------------------
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+        self.timer.reset()
         with self.timer.stage("step"):
             stats = self.train_on(batch)
         self.log_stage("train", stats | self.timer.stats())
@@ -125,7 +127,8 @@ class LaserModule(DataParallelMixin, LightningModule):
             stats |= self.update(rollout, rewards, adv, ref, alpha=alpha, mask=mask)
         self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
-        return {**stats, **rollout_metrics(rows, self.gather_rows(rewards))}
+        tokens = {"tokens/response": rollout.response_mask.sum(), "tokens/prompt": rollout.prompt_mask.sum()}
+        return {**stats, **rollout_metrics(rows, self.gather_rows(rewards)), **tokens}
 
     def sample_step(self, batch: PromptBatch, score: bool) -> StepSamples:
         """The step's responses, verified: one round, or DAPO's dynamic sampling."""

@@ -33,6 +33,10 @@ class StageTimer:
             self.sync()
             self.seconds[name] += time.perf_counter() - start
 
+    def reset(self) -> None:
+        """Forget what was timed outside a step (validation samples with the same sampler)."""
+        self.seconds.clear()
+
     def stats(self) -> dict[str, float]:
         """`timing_s/<stage>` of everything timed since the last call (stages not run: 0)."""
         out = {f"timing_s/{name}": self.seconds.get(name, 0.0) for name in (*STAGES, "step")}

@@ -18,6 +18,7 @@ the logits the step computes anyway and draw nothing, so the sampled tokens stay
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 
@@ -54,6 +55,19 @@ def sample_next(
     return tok, logp
 
 
+def score_step(model, cache, tok, mask, next_pos, pending, z_logp, self_reward_id: int) -> None:
+    """The decoding step only the score needs, after the last EOS: feed the rows that emitted EOS
+    just now (the cache narrowed to them where it can be) and read log p(z) after it into `z_logp`."""
+    rows = narrow_cache(cache, pending)
+    fed = slice(None) if rows is None else rows
+    out = model(
+        input_ids=tok[fed, None], attention_mask=mask[fed], position_ids=next_pos[fed, None],
+        cache=cache, use_cache=True,
+    )  # fmt: skip
+    z = torch.log_softmax(out.logits[:, -1].float(), -1)[:, self_reward_id]  # (rows fed,)
+    z_logp[fed] = z if rows is not None else z_logp[fed].where(~pending, z)
+
+
 def narrow_cache(cache, keep: torch.Tensor) -> torch.Tensor | None:
     """Keep only the rows `keep` (N,) bool of a KV cache, in place, and return their indices (K,);
     None, leaving the cache whole, for a cache that cannot (a layer without `batch_select_indices`,
@@ -83,6 +97,7 @@ def generate(
     banned_ids: Sequence[int] = (),
     self_certainty: bool = False,
     confidence_top_k: int = 0,
+    timer=None,
 ) -> Rollout:
     """Sample one completion per row of a left-padded prompt batch.
 
@@ -101,6 +116,7 @@ def generate(
         self_certainty: record each step's KL(U || p) into `Rollout.token_self_certainty`.
         confidence_top_k: k > 0 records each step's DeepConf token confidence (-mean of the top-k
             log-probs) into `Rollout.token_confidence`; 0 records none.
+        timer: a `StageTimer` (laser.lit.timing) that times the score's extra step as `score`.
     """
     n = prompt_ids.shape[0]
     device = prompt_ids.device
@@ -139,21 +155,15 @@ def generate(
         if last and not pending.any():
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-        # the last step is the score's alone: only the rows that emitted EOS just now need it
-        rows = narrow_cache(cache, pending) if last else None
-        fed = slice(None) if rows is None else rows
-        out = model(
-            input_ids=tok[fed, None],
-            attention_mask=mask[fed],
-            position_ids=next_pos[fed, None],
-            cache=cache,
-            use_cache=True,
-        )
-        cache, logits, next_pos = out.cache, out.logits[:, -1], next_pos + 1
-        if last:
-            z = torch.log_softmax(logits.float(), -1)[:, self_reward_id]  # (rows fed,)
-            z_logp[fed] = z if rows is not None else z_logp[fed].where(~pending, z)
+        if last:  # the score's step alone, timed as the score's cost
+            with timer.stage("score") if timer is not None else nullcontext():
+                score_step(model, cache, tok, mask, next_pos, pending, z_logp, self_reward_id)
             break
+        out = model(
+            input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None], cache=cache,
+            use_cache=True,
+        )  # fmt: skip
+        cache, logits, next_pos = out.cache, out.logits[:, -1], next_pos + 1
     response = torch.stack(tokens, dim=1)  # (N, R)
     is_eos = torch.isin(response, stop_ids)
     # mask: tokens up to and including the first EOS

@@ -53,6 +53,7 @@ class Sampler:
         self._device_generator: torch.Generator | None = None
         self._device_state: torch.Tensor | None = None  # a restored state for the next device generator
         self.banned_ids: list[int] = []
+        self.timer = None  # a StageTimer that times the score's extra decoding step, if set
 
     def ban(self, token_id: int) -> None:
         """Never sample `token_id` (like the self-reward token): e.g. a second verdict token."""
@@ -127,6 +128,7 @@ class Sampler:
                 banned_ids=self.banned_ids,
                 self_certainty=self_certainty,
                 confidence_top_k=confidence_top_k,
+                timer=self.timer,
             )
             for i in range(0, ids.shape[0], self.micro_batch_size)
         ]
