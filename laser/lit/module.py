@@ -127,7 +127,9 @@ class LaserModule(DataParallelMixin, LightningModule):
             stats |= self.update(rollout, rewards, adv, ref, alpha=alpha, mask=mask)
         self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
-        tokens = {"tokens/response": rollout.response_mask.sum(), "tokens/prompt": rollout.prompt_mask.sum()}
+        tokens = self.sum_over_ranks(
+            {"tokens/response": rollout.response_mask.sum(), "tokens/prompt": rollout.prompt_mask.sum()}
+        )  # the step's, over every rank
         return {**stats, **rollout_metrics(rows, self.gather_rows(rewards)), **tokens}
 
     def sample_step(self, batch: PromptBatch, score: bool) -> StepSamples:
