@@ -18,24 +18,8 @@ import laser.evaluate as evaluate_module
 from laser.evaluate import evaluate
 from laser.utils.compose import compose_config
 
-from helpers import char_tokenizer, finishing_policy
-
 FILES = ("scaling.csv", "scaling_summary.csv", "self_verify.json", "problems.jsonl")
 CONFIDENCE_FILES = ("confidence.csv", "confidence_scaling.csv", "adaptive.csv", "accuracy_estimate.csv")
-
-
-@pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory) -> Path:
-    """A tiny policy exported as training exports one (save_pretrained and self_reward.json)."""
-    out = tmp_path_factory.mktemp("policy")
-    tok = char_tokenizer()
-    policy = finishing_policy(tok)
-    policy.generation_config.eos_token_id = [tok.eos_token_id]
-    policy.save_pretrained(out)
-    tok.save_pretrained(out)
-    info = {"token": "<reserved_0>", "beta_v": 0.1, "c_ref": -5.0, "threshold": 0.5}
-    (out / "self_reward.json").write_text(json.dumps(info))
-    return out
 
 
 def eval_config(policy_dir: Path, tmp_path: Path, *overrides: str):

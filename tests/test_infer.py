@@ -22,24 +22,10 @@ from laser.infer import Drawn, answer_row, draw_adaptively, infer
 from laser.rollout.types import Rollout
 from laser.utils.compose import compose_config
 
-from helpers import char_tokenizer, finishing_policy
+from helpers import char_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD_LINES = {10: {"problem": "1+2="}, 500: {"prompt": "  "}, 999: "not json {"}
-
-
-@pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory) -> Path:
-    """A tiny policy exported as training exports one (save_pretrained and self_reward.json)."""
-    out = tmp_path_factory.mktemp("policy")
-    tok = char_tokenizer()
-    policy = finishing_policy(tok)
-    policy.generation_config.eos_token_id = [tok.eos_token_id]
-    policy.save_pretrained(out)
-    tok.save_pretrained(out)
-    info = {"token": "<reserved_0>", "beta_v": 0.1, "c_ref": -5.0, "threshold": 0.5}
-    (out / "self_reward.json").write_text(json.dumps(info))
-    return out
 
 
 def problems_file(path: Path, rows: int, bad: dict | None = None) -> Path:
