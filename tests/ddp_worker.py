@@ -99,12 +99,7 @@ def run(out: Path, devices: int) -> None:
     result = {
         "params": {n: p.detach().clone() for n, p in module.policy.named_parameters()},
         "grads": {n: p.grad.detach().clone() for n, p in module.policy.named_parameters()},
-        # wall-clock stage times are each process's own, not a reduction over rows
-        "metrics": {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith("train/") and not k.startswith("train/timing_s/")
-        },
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
         "val": module.val_history[0],
         "prompts": samples["batch"].prompts,
         "num_tokens": int(rollout.response_mask.sum()),

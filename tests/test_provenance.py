@@ -72,10 +72,11 @@ def test_the_recorded_command_reproduces_the_metrics(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     info = json.loads((first / "run_info.json").read_text())
     assert info["hydra"]["experiment"] == "grpo_baseline" and info["seed"] == 0
-    # peak memory is logged too, and differs between runs (the first one makes the warm-up cache)
+    # peak memory and stage times are logged too, and differ between runs (the first one makes the
+    # warm-up cache)
     rows = [
         [
-            {k: v for k, v in row.items() if not k.startswith("train/memory/")}
+            {k: v for k, v in row.items() if not k.startswith(("train/memory/", "train/timing_s/"))}
             for row in csv.DictReader((d / "metrics.csv").read_text().splitlines())
         ]
         for d in (first, tmp_path / "second")

@@ -116,12 +116,13 @@ def test_same_seed_gives_the_same_metrics(tmp_path: Path) -> None:
     assert a == pytest.approx(b, nan_ok=True)
 
 
-def test_memory_is_logged_with_the_other_training_metrics(tmp_path: Path) -> None:
+def test_memory_and_stage_times_are_logged_with_the_other_training_metrics(tmp_path: Path) -> None:
     train(compose_train(tmp_path, ["trainer.log_every_n_steps=2"]))  # debug=fast: 4 steps
     rows = read_metrics(tmp_path / "run")
     memory_steps = [int(r["step"]) for r in rows if r.get("train/memory/peak_rss_gib")]
     reward_steps = [int(r["step"]) for r in rows if r.get("train/reward/mean")]
-    assert memory_steps == reward_steps == [1, 3]  # every 2 steps, on Lightning's step index
+    timed_steps = [int(r["step"]) for r in rows if r.get("train/timing_s/step")]
+    assert memory_steps == reward_steps == timed_steps == [1, 3]  # every 2 steps, on Lightning's index
 
 
 def test_sft_run_is_evaluated_with_its_own_score_calibration_and_length_bias(tmp_path: Path) -> None:

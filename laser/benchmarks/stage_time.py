@@ -7,8 +7,8 @@ Runs `warmup + steps` training steps of the configured experiment (Hydra overrid
 `laser.run`; the default is the toy model on CPU) through a Lightning Trainer, with the objects
 built as `laser.run` builds them. Both self-reward warm-ups default to 0, so every step scores in
 the rollout, mixes advantages and adds the MSE (override them to time a warm-up step). The stages
-time themselves (`laser.lit.timing`), and this benchmark reads what the module logs at every step
-(`train/timing_s/*`, also in every run's metrics.csv):
+time themselves (`laser.lit.timing`): this benchmark reads the module's timer after every step
+(what runs log as `train/timing_s/*` in metrics.csv):
 
     step       the module's training step, logging excluded
     rollout    `sampler.sample` minus the score's step: prefill, decoding, sampling
@@ -53,7 +53,6 @@ from laser.utils.threads import configure_threads
 
 STAGES = ("rollout", "score", "reward", "reference", "update", "other")
 LOGGED = ("sample", "score", "verify", "reference", "update", "step")  # train/timing_s/<name>
-TIMED = ("train/timing_s/", "train/tokens/")
 DEFAULTS = [
     "paths.output_dir=outputs/benchmarks",
     "paths.root_dir=.",
@@ -69,8 +68,8 @@ class StageClock(Callback):
         self.steps: list[dict[str, float]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        logged = trainer.callback_metrics
-        self.steps.append({k: float(v) for k, v in logged.items() if k.startswith(TIMED)})
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/tokens/")}
+        self.steps.append(logged | {f"train/{k}": v for k, v in pl_module.timer.stats().items()})
 
     def measured(self, warmup: int) -> list[dict[str, float]]:
         """The steps after the warm-up, by stage (`rollout` = sample minus score; `other` = the

@@ -145,9 +145,10 @@ def peak_rss_gib() -> float:
 
 class PeakMemoryMonitor(Callback):
     """Log the peak accelerator memory, `train/memory/peak_gib` (what torch allocated at most over the
-    steps since the last log: rollout, forward and backward), and the process's peak resident host
-    memory so far, `train/memory/peak_rss_gib` (the only one on CPU), every `log_every_n_steps`
-    steps like the other training metrics.
+    steps since the last log: rollout, forward and backward), the process's peak resident host
+    memory so far, `train/memory/peak_rss_gib` (the only one on CPU), and the logged step's stage
+    times, `train/timing_s/<stage>` (the module's `timer`), every `log_every_n_steps` steps like the
+    other training metrics.
 
     They go straight to the loggers, not into the run's returned metrics: they vary between runs of
     the same seed, and a run's results should not.
@@ -161,6 +162,9 @@ class PeakMemoryMonitor(Callback):
         if trainer.global_step % trainer.log_every_n_steps != 0:  # global_step counts this step already
             return
         metrics = {"train/memory/peak_rss_gib": peak_rss_gib()}
+        timer = getattr(pl_module, "timer", None)
+        if timer is not None:
+            metrics |= {f"train/{name}": seconds for name, seconds in timer.stats().items()}
         if pl_module.device.type == "cuda":
             metrics["train/memory/peak_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
         for logger in trainer.loggers:

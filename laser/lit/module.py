@@ -97,7 +97,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         self.timer.reset()
         with self.timer.stage("step"):
             stats = self.train_on(batch)
-        self.log_stage("train", stats | self.timer.stats())
+        self.log_stage("train", stats)  # the stage times go to the loggers apart (PeakMemoryMonitor)
 
     def train_on(self, batch: PromptBatch) -> dict[str, torch.Tensor]:
         """One step of the algorithm on `batch`; its metrics."""

@@ -12,7 +12,7 @@ STAGES = ("sample", "score", "verify", "reference", "update")  # and `step`, the
 
 
 class StageTimer:
-    """Adds up the seconds spent in each named stage until `stats` reads and clears them.
+    """Adds up the seconds spent in each named stage until `reset` clears them.
 
     `sync` runs before every clock read (torch.cuda.synchronize on a GPU, whose kernels are
     asynchronous). Stages may nest: `score`, the decoding step only the self-reward needs, is timed
@@ -38,7 +38,5 @@ class StageTimer:
         self.seconds.clear()
 
     def stats(self) -> dict[str, float]:
-        """`timing_s/<stage>` of everything timed since the last call (stages not run: 0)."""
-        out = {f"timing_s/{name}": self.seconds.get(name, 0.0) for name in (*STAGES, "step")}
-        self.seconds.clear()
-        return out
+        """`timing_s/<stage>` of everything timed since the last `reset` (stages not run: 0)."""
+        return {f"timing_s/{name}": self.seconds.get(name, 0.0) for name in (*STAGES, "step")}
