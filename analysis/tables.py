@@ -33,6 +33,7 @@ README = ROOT / "README.md"
 RUN_FILES = ("summary.json", "run_info.json", "config.yaml", "metrics.csv", "voting.csv")
 Z_INSIDE = "train/self_reward/z_logp_in_response"
 ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
+nan = float("nan")
 
 
 # --------------------------------------------------------------------------- one run
@@ -75,9 +76,11 @@ def read_run(run_dir: Path) -> dict:
         "auroc": summary.get("summary/self_verify/auroc", float("nan")),
         "within": summary.get("final/self_verify/auroc_within", float("nan")),
         **{m: summary.get(f"final/{m}@{k}", float("nan")) for m in VOTES},
-        "z_max_first": float(z_max.iloc[0]) if len(z_max) else float("nan"),
-        "z_max_last": float(z_max.iloc[-10:].max()) if len(z_max) else float("nan"),
-        "z_median_last": float(z_median.iloc[-10:].mean()) if len(z_median) else float("nan"),
+        # the largest log pi(z) of a step's batch, averaged over its first and last 10 logged steps
+        # (a max over more samples would be larger by itself)
+        "z_max_first": float(z_max.iloc[:10].mean()) if len(z_max) else nan,
+        "z_max_last": float(z_max.iloc[-10:].mean()) if len(z_max) else nan,
+        "z_median_last": float(z_median.iloc[-10:].mean()) if len(z_median) else nan,
     }
 
 
@@ -194,7 +197,7 @@ def runs_table(runs: list[dict]) -> str:
     header = [
         "arm", "seed", "accuracy: step 0 → final (last 3)", "greedy", "F1 / AUROC", "within",
         f"pass@1 / majority@{k} / weighted@{k} / best-of-{k}",
-        "max log π(z) in responses: first logged step → last 100 steps", "median, last 100 steps",
+        "largest log π(z) in a step's responses: first 10 → last 10 logged steps", "median, last 10",
     ]  # fmt: skip
     rows = [
         [
@@ -215,14 +218,15 @@ def runs_table(runs: list[dict]) -> str:
 
 
 def _mean(group: list[dict], key: Callable[[dict], float]) -> float:
-    return statistics.mean(key(r) for r in group)
+    return statistics.mean(key(r) for r in group) if group else float("nan")
 
 
 def _check(name: str, value: float, bar: float, unit: str = "", at_most: bool = False) -> list[str]:
     """A row of a checks table: the value, its bar (>= bar, or <= bar with `at_most`), met or not."""
     shown, limit = (f"{value:+.1f}{unit}", f"{bar:+.0f}{unit}") if unit else (f"{value:.4f}", f"{bar:.2f}")
     met = value <= bar if at_most else value >= bar
-    return [name, shown, ("≤ " if at_most else "≥ ") + limit, "met" if met else "**missed**"]
+    verdict = "no runs" if value != value else "met" if met else "**missed**"
+    return [name, "–" if value != value else shown, ("≤ " if at_most else "≥ ") + limit, verdict]
 
 
 def _pts(a: str, b: str) -> Callable[[dict], float]:
@@ -239,10 +243,10 @@ def showcase_bars(runs: list[dict]) -> str:
         _check("LaSeR: pooled AUROC, last 3", _mean(laser, lambda r: r["auroc"]), 0.85),
         _check("LaSeR: weighted − majority", _mean(laser, _pts("weighted_majority", "majority")), 2, " pts"),
         _check("LaSeR: best-of-k − pass@1", _mean(laser, _pts("best_of_k", "pass@1")), 5, " pts"),
-        _check("GRPO: lowest final accuracy of its seeds", min(r["final"] for r in grpo), 0.60),
+        _check("GRPO: lowest final accuracy of its seeds", min([r["final"] for r in grpo], default=nan), 0.6),
         _check(
-            "every seed: rise of the largest log π(z) in responses, first logged step → last 100",
-            max(r["z_max_last"] - r["z_max_first"] for r in runs), 2, " nats", at_most=True,
+            "every seed: rise of the largest log π(z) in responses, first → last 10 logged steps",
+            max((r["z_max_last"] - r["z_max_first"] for r in runs), default=nan), 2, " nats", at_most=True,
         ),
     ]  # fmt: skip
     return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
