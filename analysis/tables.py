@@ -32,6 +32,7 @@ OUT = ROOT / "docs" / "results"
 README = ROOT / "README.md"
 RUN_FILES = ("summary.json", "run_info.json", "config.yaml", "metrics.csv", "voting.csv")
 Z_INSIDE = "train/self_reward/z_logp_in_response"
+GAP = "train/rollout_logp_gap/max"  # sampler's against the training pass's log-probs, per token
 ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
 nan = float("nan")
 
@@ -76,6 +77,7 @@ def read_run(run_dir: Path) -> dict:
         "auroc": summary.get("summary/self_verify/auroc", float("nan")),
         "within": summary.get("final/self_verify/auroc_within", float("nan")),
         **{m: summary.get(f"final/{m}@{k}", float("nan")) for m in VOTES},
+        "gap_max": float(metrics.get(GAP, pd.Series([nan])).max()),
         # the largest log pi(z) of a step's batch, averaged over its first and last 10 logged steps
         # (a max over more samples would be larger by itself)
         "z_max_first": float(z_max.iloc[:10].mean()) if len(z_max) else nan,
@@ -233,6 +235,14 @@ def _pts(a: str, b: str) -> Callable[[dict], float]:
     return lambda r: points(r[a], r[b])
 
 
+def _gap_check(runs: list[dict]) -> list[str]:
+    """The sampled policy is the trained one: the largest per-token log-prob gap of any logged step."""
+    value = max([r["gap_max"] for r in runs], default=nan)
+    shown = "–" if value != value else f"{value:.1e}"
+    verdict = "no runs" if value != value else "met" if value <= 1e-4 else "**missed**"
+    return ["every run: largest rollout − training log-prob gap of a logged step", shown, "≤ 1e-4", verdict]
+
+
 def showcase_bars(runs: list[dict]) -> str:
     """The showcase's bars on the mean of the LaSeR seeds, and GRPO's seeds against collapse."""
     by = arms(runs)
@@ -248,6 +258,7 @@ def showcase_bars(runs: list[dict]) -> str:
             "every seed: rise of the largest log π(z) in responses, first → last 10 logged steps",
             max((r["z_max_last"] - r["z_max_first"] for r in runs), default=nan), 2, " nats", at_most=True,
         ),
+        _gap_check(runs),
     ]  # fmt: skip
     return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
 
@@ -260,6 +271,7 @@ def default_checks(runs: list[dict]) -> str:
     rows = [
         _check("GRPO: accuracy gain over the base, last 3", _mean(grpo, _pts("last3", "base")), 15, " pts"),
         _check("LaSeR − GRPO: accuracy, last 3", 100 * gap, -2, " pts"),
+        _gap_check(runs),
     ]
     return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
 
