@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import itertools
 import sys
@@ -33,10 +34,16 @@ to choose among their options, see [Configuration](configuration.md).
 """
 
 
+@functools.cache
+def schema_classes() -> dict[str, ast.ClassDef]:
+    """The class definitions of `laser.configs`, parsed once."""
+    tree = ast.parse(inspect.getsource(configs))
+    return {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+
+
 def attribute_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass (a string literal after its annotation)."""
-    tree = ast.parse(inspect.getsource(configs))
-    body = next(n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+    body = schema_classes()[cls.__name__].body
     docs = {}
     for node, after in itertools.pairwise(body):
         is_doc = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)

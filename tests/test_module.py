@@ -96,7 +96,8 @@ def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> Non
         "train/policy/clipfrac", "train/policy/entropy", "train/self_reward/mse",
         "train/self_verify/f1", "train/self_verify/acc_correct", "train/self_verify/auroc",
         "train/policy/grad_norm", "train/loss/total", "train/rollout_logp_gap/mean",
-        "train/rollout_logp_gap/max",
+        "train/rollout_logp_gap/max", "train/self_reward/z_logp_in_response/max",
+        "train/self_reward/z_logp_in_response/median",
     }  # fmt: skip
     assert expected <= logged, expected - logged
     assert trainer.logged_metrics["train/rollout_logp_gap/max"] < 1e-5  # sampled = trained policy

@@ -212,8 +212,9 @@ class LaserModule(DataParallelMixin, LightningModule):
             rows = slice(start, start + self.algo.micro_batch_size)
             mb = rollout.rows(rows)
             fwd = sequence_logprobs(
-                self.policy, mb, self.self_reward_id, dist, with_entropy=True, incorrect_id=self.incorrect_id
-            )
+                self.policy, mb, self.self_reward_id, dist, with_entropy=True,
+                incorrect_id=self.incorrect_id, with_z_in_response=True,
+            )  # fmt: skip
             loss, mb_stats = laser_objective(
                 logp=fwd.logp, old_logp=fwd.logp.detach(), mask=mask[rows], adv=adv[rows],
                 z_logp=fwd.z_logp, incorrect_logp=fwd.incorrect_logp, rewards=rewards[rows],

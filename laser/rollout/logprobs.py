@@ -30,7 +30,8 @@ class SequenceLogprobs:
             verdict token (0 for truncated rows), or None when not asked for.
         z_in_response: (N, R) log pi(z | x, y_<t) over the full vocabulary at temperature 1 at each
             response position (no grad): the mass the policy puts on the token it never samples,
-            which a sampled policy that drifted from the trained one lets grow; None without z.
+            which a sampled policy that drifted from the trained one lets grow; None unless asked
+            for (`with_z_in_response`, a full-vocabulary reduction the other passes skip).
     """
 
     logp: torch.Tensor
@@ -52,6 +53,7 @@ def sequence_logprobs(
     distribution: SamplingDistribution | None = None,
     with_entropy: bool = False,
     incorrect_id: int | None = None,
+    with_z_in_response: bool = False,
 ) -> SequenceLogprobs:
     """Forward prompt + response once and gather the response's log-probs under `distribution`
     (None: the full vocabulary at temperature 1, as supervised fine-tuning trains it) and the z
@@ -75,8 +77,9 @@ def sequence_logprobs(
     z_logp = torch.zeros(len(rollout), device=ids.device)
     incorrect_logp = z_in_response = None
     if self_reward_id is not None:
-        with torch.no_grad():
-            z_in_response = logits[:, :r, self_reward_id] - logits[:, :r].logsumexp(-1)  # (N, R)
+        if with_z_in_response:
+            with torch.no_grad():
+                z_in_response = logits[:, :r, self_reward_id] - logits[:, :r].logsumexp(-1)  # (N, R)
         after_eos = logits[torch.arange(len(rollout)), eos_index(rollout) + 1]  # (N, V)
         verdicts = torch.log_softmax(after_eos, dim=-1)  # (N, V)
         z_logp = verdicts[:, self_reward_id] * rollout.finished
