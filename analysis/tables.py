@@ -26,6 +26,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, render_eval
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "results" / "runs"
 OUT = ROOT / "docs" / "results"
@@ -317,6 +319,12 @@ def outputs() -> dict[Path, str]:
         files[OUT / f"{table.name}.md"] = text
         if table.readme:
             readme = readme_with(readme, text, table.name)
+    for table in EVAL_TABLES:  # the evaluations' tables, once their files are committed
+        if (EVALS / table.evals).is_dir():
+            text = render_eval(table)
+            files[OUT / f"{table.name}.md"] = text
+            if table.readme:
+                readme = readme_with(readme, text, table.name)
     files[README] = readme
     return files
 
@@ -352,9 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     grab = sub.add_parser("collect", help="copy a sweep's run files under docs/results/runs/<name>")
     grab.add_argument("sweep", type=Path)
     grab.add_argument("name")
+    grab_eval = sub.add_parser(
+        "collect-eval", help="copy an evaluation's files under docs/results/evals/<dest>"
+    )
+    grab_eval.add_argument("evaluation", type=Path)
+    grab_eval.add_argument("dest", help="<name>/<label>, e.g. confidence/laser")
     args = parser.parse_args(argv)
     if args.command == "collect":
         collect(args.sweep, args.name)
+        return 0
+    if args.command == "collect-eval":
+        collect_eval(args.evaluation, args.dest)
         return 0
     stale = []
     for path, text in outputs().items():

@@ -149,9 +149,13 @@ def gather_sharded_weights(trainer: L.Trainer, out: Path) -> Path | None:
 
 def policy_state_from_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The policy's state dict (transformers names) from a LaserModule checkpoint."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return policy_state(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+
+
+def policy_state(module_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The policy's entries of a LaserModule state dict, under their transformers names."""
     prefix = "policy."
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in module_state.items() if k.startswith(prefix)}
 
 
 def export_policy(
@@ -175,6 +179,35 @@ def export_policy(
     }
     (path / "self_reward.json").write_text(json.dumps(info, indent=2))
     return path
+
+
+def export_checkpoint(ckpt: Path) -> Path:
+    """An exported policy folder for a training checkpoint (`<run>/checkpoints/<name>.ckpt`):
+    the run's final export with the checkpoint's weights and c_ref, saved once beside the
+    checkpoint as `<name>.policy/` so that an earlier policy of a run can be evaluated."""
+    from transformers import AutoModelForCausalLM
+
+    run_policy = ckpt.parent.parent / "policy"
+    if not (run_policy / "config.json").exists():
+        raise FileNotFoundError(
+            f"{ckpt} is a training checkpoint, but its run has no exported policy at {run_policy} "
+            "(the run did not finish): resume it to the end, or evaluate a finished run's checkpoint"
+        )
+    out = ckpt.with_suffix(".policy")
+    if (out / "config.json").exists():
+        return out
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    model = AutoModelForCausalLM.from_pretrained(run_policy)
+    model.load_state_dict(policy_state(state), strict=True)
+    model.save_pretrained(out)
+    load_tokenizer(str(run_policy)).save_pretrained(out)
+    info = json.loads((run_policy / "self_reward.json").read_text())
+    c_ref = state.get("c_ref")
+    if c_ref is not None and not torch.isnan(c_ref):  # the checkpoint's own estimate
+        info["c_ref"] = c_ref.item()
+    (out / "self_reward.json").write_text(json.dumps(info, indent=2))
+    log.info("exported %s to %s", ckpt, out)
+    return out
 
 
 def load_inputs(run: RunConfig):

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
-from laser.assembly import make_sampler
+from laser.assembly import export_checkpoint, make_sampler
 from laser.catalog import BENCHMARKS, check_data_file
 from laser.configs import ArithmeticTaskConfig, RewardConfig, register_schemas
 from laser.data.arithmetic import arithmetic_dataset
@@ -46,14 +46,19 @@ from laser.rewards.verifier import Verifier
 from laser.rollout.sampler import Sampler
 from laser.rollout.tokens import resolve_single_token
 from laser.utils.loggers import make_wandb_logger
+from laser.utils.provenance import write_run_info
 
 log = logging.getLogger(__name__)
 register_schemas()
 
 
 def resolve_policy(ckpt_path: str) -> tuple[str, Path | None]:
-    """(model folder or Hub id, training run directory or None) for a run dir, export or Hub id."""
+    """(model folder or Hub id, training run directory or None) for a run dir, one of its
+    checkpoints (`<run>/checkpoints/*.ckpt`), an exported policy or a Hub id."""
     path = Path(ckpt_path).expanduser()
+    if path.suffix == ".ckpt" and path.is_file():  # a training checkpoint: an earlier policy of a run
+        run_dir = path.parent.parent
+        return str(export_checkpoint(path)), run_dir if (run_dir / "config.yaml").exists() else None
     if (path / "policy" / "config.json").exists():
         return str(path / "policy"), path
     check_model_source(ckpt_path)
@@ -90,6 +95,8 @@ def check_settings(cfg: DictConfig) -> None:
     limit = cfg.max_problems
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"max_problems={limit!r} is invalid: give a whole number >= 1, or null for all")
+    if cfg.split not in ("eval", "train"):
+        raise ValueError(f"split={cfg.split!r} is invalid: use eval (held out) or train")
     name = str(cfg.benchmark)
     if name != "arithmetic" and name.lower() not in BENCHMARKS and Path(name).suffix:
         check_data_file(name, "benchmark")  # exists, has a supported format and holds rows
@@ -99,7 +106,7 @@ def load_records(cfg: DictConfig, tokenizer, task: ArithmeticTaskConfig) -> list
     """Prompt/answer records of the chosen benchmark (at most `max_problems`); `task`: the
     arithmetic task's settings, for benchmark=arithmetic."""
     if cfg.benchmark == "arithmetic":
-        records = arithmetic_dataset(**asdict(task))["eval"].to_list()
+        records = arithmetic_dataset(**asdict(task))[cfg.split].to_list()
     else:
         from laser.data.benchmarks import load_benchmark
 
@@ -270,6 +277,7 @@ def evaluate(cfg: DictConfig) -> dict:
         verify |= by_written_check(samples, ctx.written_check, settings["threshold"])
     out = Path(cfg.paths.output_dir)
     write_outputs(out, table, summary, verify, samples)
+    write_run_info(out, cfg.seed)  # what reproduces the evaluation
     print(f"{len(records)} problems x {cfg.num_samples} samples from {model_dir}")
     print(summary.to_string(float_format=lambda x: f"{x:.4f}"))
     print(" ".join(f"{k.split('/')[-1]}={'n/a' if v is None else f'{v:.4f}'}" for k, v in verify.items()))

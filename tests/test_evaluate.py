@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM
 
 import laser.evaluate as evaluate_module
 from laser.evaluate import evaluate
@@ -241,3 +243,43 @@ def test_measuring_the_costs_leaves_the_samples_as_they_were(policy_dir: Path, t
     assert ranking["cost/generation_ms_per_sample"].notna().all()
     assert math.isnan(unmeasured_ranking.loc["laser", "cost/generation_ms_per_sample"])  # not measured
     assert unmeasured_ranking.loc["mean_logprob", "cost/generation_ms_per_sample"] == 0  # records nothing
+
+
+def test_a_training_checkpoint_is_evaluated_as_the_policy_it_held(policy_dir: Path, tmp_path: Path) -> None:
+    """ckpt_path=<run>/checkpoints/<step>.ckpt: the run's export with that checkpoint's weights and
+    c_ref, exported once beside it; split=train draws the run's training prompts."""
+    run = tmp_path / "run"
+    shutil.copytree(policy_dir, run / "policy")
+    OmegaConf.save({"data": {"task": {"train_size": 64, "eval_size": 32}}}, run / "config.yaml")
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    state = {f"policy.{k}": v + 0.01 for k, v in model.state_dict().items()}  # an "earlier" policy
+    (run / "checkpoints").mkdir()
+    ckpt = run / "checkpoints" / "step000002.ckpt"
+    torch.save({"state_dict": state | {"c_ref": torch.tensor(-7.5)}}, ckpt)
+    model_dir, run_dir = evaluate_module.resolve_policy(str(ckpt))
+    assert (Path(model_dir), run_dir) == (run / "checkpoints" / "step000002.policy", run)
+    exported = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    assert all(torch.equal(exported[k[len("policy.") :]], v) for k, v in state.items())
+    assert json.loads((Path(model_dir) / "self_reward.json").read_text())["c_ref"] == -7.5
+    cfg = eval_config(ckpt, tmp_path, "split=train", "num_samples=2", "confidence.methods=[]")
+    records = evaluate_module.load_records(cfg, None, evaluate_module.run_task(run))
+    held_out = evaluate_module.load_records(eval_config(ckpt, tmp_path), None, evaluate_module.run_task(run))
+    assert not {r["prompt"] for r in records} & {r["prompt"] for r in held_out}
+    evaluate(cfg)
+    read_outputs(tmp_path / "eval")
+
+
+def test_a_checkpoint_of_an_unfinished_run_names_the_fix(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}}, ckpt)
+    with pytest.raises(FileNotFoundError, match="has no exported policy.*resume it"):
+        evaluate_module.resolve_policy(str(ckpt))
+
+
+def test_an_unknown_split_stops_before_the_policy_loads(
+    policy_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(evaluate_module.AutoModelForCausalLM, "from_pretrained", never_load)
+    with pytest.raises(ValueError, match="split='test' is invalid"):
+        evaluate(eval_config(policy_dir, tmp_path, "split=test"))
