@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from analysis.baseline_tables import baselines_checks, baselines_table
 from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, render_eval
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,8 @@ README = ROOT / "README.md"
 RUN_FILES = ("summary.json", "run_info.json", "config.yaml", "metrics.csv", "voting.csv")
 Z_INSIDE = "train/self_reward/z_logp_in_response"
 GAP = "train/rollout_logp_gap/max"  # sampler's against the training pass's log-probs, per token
+STEP_TIME = "train/timing_s/step"  # seconds per training step, logged every log_every_n_steps
+SAMPLES_DRAWN = "train/rollout/samples_drawn"  # responses generated per step (dynamic sampling)
 ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
 nan = float("nan")
 
@@ -60,6 +63,7 @@ def read_run(run_dir: Path) -> dict:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     metrics = pd.read_csv(run_dir / "metrics.csv")
     k = cfg["final_eval"]["samples"]
+    fixed_samples = cfg["data"]["batch_size"] * cfg["algo"]["group_size"]  # without dynamic sampling
     z_max = metrics.get(f"{Z_INSIDE}/max", pd.Series(dtype=float)).dropna()
     z_median = metrics.get(f"{Z_INSIDE}/median", pd.Series(dtype=float)).dropna()
     return {
@@ -80,6 +84,8 @@ def read_run(run_dir: Path) -> dict:
         "within": summary.get("final/self_verify/auroc_within", float("nan")),
         **{m: summary.get(f"final/{m}@{k}", float("nan")) for m in VOTES},
         "gap_max": float(metrics.get(GAP, pd.Series([nan])).max()),
+        "step_s": float(metrics.get(STEP_TIME, pd.Series([nan])).mean()),
+        "samples_per_step": float(metrics.get(SAMPLES_DRAWN, pd.Series([fixed_samples])).mean()),
         # the largest log pi(z) of a step's batch, averaged over its first and last 10 logged steps
         # (a max over more samples would be larger by itself)
         "z_max_first": float(z_max.iloc[:10].mean()) if len(z_max) else nan,
@@ -148,11 +154,19 @@ def arms(runs: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def commands(runs: list[dict]) -> str:
+    """The multirun command of each sweep the runs come from (a run id is `<sweep>_<job>`)."""
+    sweeps: dict[str, list[dict]] = {}
+    for run in runs:
+        sweeps.setdefault(run["id"].rsplit("_", 1)[0], []).append(run)
+    return " and ".join(f"`{multirun_command(group)}`" for group in sweeps.values())
+
+
 def footer(runs: list[dict]) -> str:
     commits = sorted({r["commit"] for r in runs})
     threads = sorted({str(r["threads"]) for r in runs})
     return (
-        f"Made by `python -m analysis.tables` from the runs of `{multirun_command(runs)}` "
+        f"Made by `python -m analysis.tables` from the runs of {commands(runs)} "
         f"(commit {', '.join(commits)}, {'/'.join(threads)} torch thread(s) per run); run ids: "
         + ", ".join(f"`{r['id']}`" for r in runs)
         + "."
@@ -281,7 +295,7 @@ def default_checks(runs: list[dict]) -> str:
 @dataclass(frozen=True)
 class Table:
     name: str  # docs/results/<name>.md
-    runs: str  # docs/results/runs/<runs>
+    runs: str | tuple[str, ...]  # docs/results/runs/<runs>: one folder, or several read together
     make: Callable[[list[dict]], str]
     readme: bool = False  # also README's table between its markers
 
@@ -293,11 +307,17 @@ TABLES = (
     Table("showcase_runs", "showcase", runs_table),
     Table("default_checks", "default", default_checks),
     Table("showcase_bars", "showcase", showcase_bars),
+    Table("baselines", ("default", "baselines"), baselines_table),
+    Table("baselines_checks", ("default", "baselines"), baselines_checks),
 )
 
 
+def folders(table: Table) -> tuple[str, ...]:
+    return (table.runs,) if isinstance(table.runs, str) else table.runs
+
+
 def render(table: Table) -> str:
-    runs = read_runs(table.runs)
+    runs = [run for name in folders(table) for run in read_runs(name)]
     return f"{table.make(runs)}\n\n{footer(runs)}\n"
 
 
@@ -315,6 +335,8 @@ def outputs() -> dict[Path, str]:
     files: dict[Path, str] = {}
     readme = README.read_text()
     for table in TABLES:
+        if not all((RUNS / name).is_dir() for name in folders(table)):
+            continue  # its runs are not committed yet
         text = render(table)
         files[OUT / f"{table.name}.md"] = text
         if table.readme:

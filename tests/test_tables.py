@@ -53,10 +53,13 @@ def test_read_run_takes_its_numbers_from_the_run_files(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps({"summary/accuracy": 0.7, "final/pass@1@8": 0.6}))
     info = {"hydra": {"overrides": ["seed=3"], "launcher": "basic"}, "torch_threads": 1}
     (tmp_path / "run_info.json").write_text(json.dumps(info))
-    (tmp_path / "config.yaml").write_text("seed: 3\nalgo: {name: laser}\nfinal_eval: {samples: 8}\n")
-    (tmp_path / "metrics.csv").write_text("step,val/accuracy\n0,0.25\n10,\n100,0.5\n")
+    config = "seed: 3\nalgo: {name: laser, group_size: 8}\ndata: {batch_size: 4}\nfinal_eval: {samples: 8}\n"
+    (tmp_path / "config.yaml").write_text(config)
+    metrics = "step,val/accuracy,train/timing_s/step\n0,0.25,\n10,,1.5\n20,,2.5\n100,0.5,\n"
+    (tmp_path / "metrics.csv").write_text(metrics)
     got = tables.read_run(tmp_path)
     assert (got["base"], got["final"], got["last3"], got["pass@1"], got["seed"]) == (0.25, 0.5, 0.7, 0.6, 3)
+    assert (got["step_s"], got["samples_per_step"]) == (2.0, 32.0)  # no dynamic sampling: 4 prompts x 8
 
 
 def test_committed_tables_are_what_their_runs_give() -> None:
@@ -69,3 +72,27 @@ def test_readme_links_point_to_files_that_exist() -> None:
     assert targets, "README links to its docs"
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, f"README links to missing files: {missing}"
+
+
+def test_baselines_table_orders_each_baseline_before_laser_on_it_and_checks_each_pair() -> None:
+    from analysis.baseline_tables import baselines_checks, baselines_table
+
+    extra = {"step_s": 2.0, "samples_per_step": 64.0}
+    runs = [run("dapo_laser", 0, last3=0.60, f1=0.70, auroc=0.80, **extra),
+            run("dapo", 0, last3=0.63, **extra), run("laser", 0, f1=0.65, auroc=0.75, **extra),
+            run("grpo", 0, last3=0.49, **extra)]  # fmt: skip
+    rows = [line.split(" | ")[0] for line in baselines_table(runs).splitlines()[2:]]
+    assert rows == ["| GRPO (0)", "| GRPO + LaSeR (0)", "| DAPO (0)", "| DAPO + LaSeR (0)"]
+    checks = baselines_checks(runs)
+    assert "| GRPO + LaSeR − GRPO: accuracy, last 3 | +1.0 pts | ≥ -2 pts | met |" in checks
+    assert "| DAPO + LaSeR − DAPO: accuracy, last 3 | -3.0 pts | ≥ -2 pts | **missed** |" in checks
+    assert "| DAPO + LaSeR: F1, last 3 | 0.7000 | ≥ 0.6500 (LaSeR) | met |" in checks
+    assert "| Dr. GRPO + LaSeR | – |  | no runs |" in checks
+
+
+def test_the_footer_gives_one_command_per_sweep() -> None:
+    runs = [run("grpo", 0) | {"id": "a_0"}, run("dapo", 0) | {"id": "b_0", "overrides": ["algo=dapo"]}]
+    assert tables.commands(runs) == (
+        "`python -m laser.run -m hydra/launcher=local +experiment=showcase algo=grpo seed=0` and "
+        "`python -m laser.run -m hydra/launcher=local algo=dapo`"
+    )

@@ -1,0 +1,107 @@
+"""The RLVR baselines' tables: each baseline without and with LaSeR on top, mean ± sd over seeds.
+
+Rows come from run files like the other tables (`analysis.tables`): the default runs give GRPO and
+LaSeR-on-GRPO, `+experiment=baselines` runs give Dr. GRPO, DAPO and GSPO with and without LaSeR.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+BASELINES = {"grpo": "laser", "dr_grpo": "dr_grpo_laser", "dapo": "dapo_laser", "gspo": "gspo_laser"}
+NAMES = {"grpo": "GRPO", "dr_grpo": "Dr. GRPO", "dapo": "DAPO", "gspo": "GSPO"}
+ACCURACY_BAR = -2.0  # points: a LaSeR arm's accuracy against its own baseline's (mean over seeds)
+nan = float("nan")
+
+
+def arm_name(algo: str) -> str:
+    for base, with_laser in BASELINES.items():
+        if algo == base:
+            return NAMES[base]
+        if algo == with_laser:
+            return f"{NAMES[base]} + LaSeR"
+    return algo
+
+
+def _by_algo(runs: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        out.setdefault(run["algo"], []).append(run)
+    return out
+
+
+def _values(group: list[dict], key: str) -> list[float]:
+    return [r[key] for r in group if r[key] == r[key]]
+
+
+def _mean(group: list[dict], key: str) -> float:
+    values = _values(group, key)
+    return statistics.mean(values) if values else nan
+
+
+def _mean_sd(group: list[dict], key: str, digits: int = 4) -> str:
+    return _fmt_mean_sd(_values(group, key), digits)
+
+
+def _fmt_mean_sd(values: list[float], digits: int) -> str:
+    """`mean ± sd` (sample sd) of the values, `–` for none."""
+    if not values:
+        return "–"
+    sd = f"{statistics.stdev(values):.{digits}f}" if len(values) > 1 else "–"
+    return f"{statistics.mean(values):.{digits}f} ± {sd}"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _arms_in_order(runs: list[dict]) -> list[tuple[str, list[dict]]]:
+    by = _by_algo(runs)
+    order = [a for base, laser in BASELINES.items() for a in (base, laser)]
+    return [(a, by[a]) for a in order if a in by] + [(a, g) for a, g in by.items() if a not in order]
+
+
+def baselines_table(runs: list[dict]) -> str:
+    """One row per arm: accuracy, self-verification, voting, time and samples per step."""
+    k = runs[0]["k"]
+    header = [
+        "arm (seeds)", "accuracy T=1, last 3", "greedy, final", "F1, last 3", "AUROC, last 3",
+        "within-prompt AUROC", f"weighted@{k} − majority@{k} (pts)", "s / step", "samples / step",
+    ]  # fmt: skip
+    rows = []
+    for algo, group in _arms_in_order(runs):
+        gains = [100 * (r["weighted_majority"] - r["majority"]) for r in group]
+        seeds = ", ".join(str(r["seed"]) for r in group)
+        rows.append(
+            [f"{arm_name(algo)} ({seeds})", _mean_sd(group, "last3"), _mean_sd(group, "greedy"),
+             _mean_sd(group, "f1"), _mean_sd(group, "auroc"), _mean_sd(group, "within"),
+             _fmt_mean_sd([g for g in gains if g == g], 1), _mean_sd(group, "step_s", digits=2),
+             _mean_sd(group, "samples_per_step", digits=1)]
+        )  # fmt: skip
+    return _markdown(header, rows)
+
+
+def baselines_checks(runs: list[dict]) -> str:
+    """Each LaSeR arm against its own baseline's accuracy, and its verification against LaSeR on
+    GRPO's (the default LaSeR), on the means over seeds."""
+    by = _by_algo(runs)
+    reference = by.get("laser", [])
+    rows = []
+    for base, laser in BASELINES.items():
+        if base not in by or laser not in by:
+            rows.append([f"{arm_name(laser)}", "–", "", "no runs"])
+            continue
+        gap = 100 * (_mean(by[laser], "last3") - _mean(by[base], "last3"))
+        met = gap >= ACCURACY_BAR
+        rows.append([f"{arm_name(laser)} − {NAMES[base]}: accuracy, last 3", f"{gap:+.1f} pts",
+                     f"≥ {ACCURACY_BAR:+.0f} pts", "met" if met else "**missed**"])  # fmt: skip
+        if laser == "laser":
+            continue
+        for key, name in (("f1", "F1"), ("auroc", "pooled AUROC")):
+            value, bar = _mean(by[laser], key), _mean(reference, key)
+            verdict = "met" if value >= bar else "**missed**"
+            rows.append(
+                [f"{arm_name(laser)}: {name}, last 3", f"{value:.4f}", f"≥ {bar:.4f} (LaSeR)", verdict]
+            )
+    return _markdown(["check (mean over seeds)", "value", "bar", ""], rows)
