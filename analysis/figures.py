@@ -1,7 +1,9 @@
 """Figures for LaSeR runs, one consistent matplotlib style.
 
 Every ``plot_*`` function takes the tidy frames of :mod:`analysis.runs`, returns the
-:class:`~matplotlib.figure.Figure`, and writes a PNG when ``path`` is given.
+:class:`~matplotlib.figure.Figure`, and writes a PNG when ``path`` is given. Metric names come from
+:mod:`laser.metric_names`; a plot or table that asks a run for a metric its ``metrics.csv`` lacks
+raises :class:`analysis.runs.MissingMetricError` (a metric logged without values draws "no data").
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.runs import final_metrics
+from analysis.runs import final_metrics, require_metrics
+from laser import metric_names as mn
 
 STYLE = {
     "figure.dpi": 100,
@@ -45,7 +48,8 @@ METHOD_STYLE = {
     "best_of_k": {"color": "#2ca02c", "linestyle": "-", "marker": "^"},
     "pass@k": {"color": "black", "linestyle": "--", "marker": None},
 }
-SELF_VERIFY_METRICS = ("self_verify/f1", "self_verify/acc_correct", "self_verify/acc_incorrect")
+SELF_VERIFY_METRICS = (mn.SELF_VERIFY_F1, mn.SELF_VERIFY_ACC_CORRECT, mn.SELF_VERIFY_ACC_INCORRECT)
+FINAL_METRICS = (mn.val(mn.ACCURACY), mn.val(mn.SELF_VERIFY_F1))  # of an ablation
 
 
 def use_style() -> None:
@@ -105,10 +109,11 @@ def plot_self_verify(
     """Self-verification F1 and accuracy on correct / incorrect responses over training steps."""
     use_style()
     metrics = list(metrics)
+    require_metrics(runs, [mn.logged(split, m) for m in metrics])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     labels = run_labels(runs)
     for ax, m in zip(axes[0], metrics, strict=True):
-        name = f"{split}/{m}"
+        name = mn.logged(split, m)
         sub = runs[runs["metric"] == name]
         for run, g in sub.groupby("run", sort=True):
             g = g.sort_values("step")
@@ -154,9 +159,7 @@ def plot_scaling(summary: pd.DataFrame, path: str | Path | None = None, max_cols
 
 
 # --------------------------------------------------------------------------- 3. ablation
-def ablation_table(
-    runs: pd.DataFrame, param: str | None = None, metrics=("val/accuracy", "val/self_verify/f1")
-) -> pd.DataFrame:
+def ablation_table(runs: pd.DataFrame, param: str | None = None, metrics=FINAL_METRICS) -> pd.DataFrame:
     """Final value of ``metrics`` per run against the swept ``param`` (default: the first override column)."""
     final = final_metrics(runs, metrics)
     if param is None:
@@ -169,7 +172,7 @@ def ablation_table(
 def plot_ablation(
     runs: pd.DataFrame,
     param: str | None = None,
-    metrics=("val/accuracy", "val/self_verify/f1"),
+    metrics=FINAL_METRICS,
     path: str | Path | None = None,
 ):
     """Final accuracy and final self-verification F1 against the swept value."""
@@ -223,21 +226,22 @@ def plot_score_distributions(
 
 def _score_bars(runs: pd.DataFrame | None, path):
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    kinds = ("score_correct", "score_incorrect", "score")
+    kinds = (mn.SCORE_CORRECT, mn.SCORE_INCORRECT, mn.SCORE)
     if runs is None or runs.empty:
         _empty(ax)
         return _finish(fig, path)
-    want = [f"val/self_reward/{k}/{s}" for k in kinds for s in ("mean", "std")]
-    final = final_metrics(runs, want)
+    means = {k: mn.val(mn.stat(k, mn.MEAN)) for k in kinds}
+    stds = {k: mn.val(mn.stat(k, mn.STD)) for k in kinds}
+    require_metrics(runs, means.values(), any_of=True)  # a class goes unlogged while it is empty
+    final = final_metrics(runs, [*means.values(), *stds.values()], required=False)
     width = 0.8 / len(kinds)
     for i, kind in enumerate(kinds):
-        mean = final.get(f"val/self_reward/{kind}/mean")
+        mean = final.get(means[kind])
         if mean is None:
             continue
-        std = final.get(f"val/self_reward/{kind}/std", pd.Series(0.0, index=final.index))
-        ax.bar(
-            np.arange(len(final)) + i * width, mean, width, yerr=std, capsize=3, label=kind.replace("_", " ")
-        )
+        std = final.get(stds[kind], pd.Series(0.0, index=final.index))
+        label = kind.split("/")[-1].replace("_", " ")
+        ax.bar(np.arange(len(final)) + i * width, mean, width, yerr=std, capsize=3, label=label)
     names = run_labels(runs)
     ax.set_xticks(np.arange(len(final)) + width, [names.get(r, str(r)) for r in final["run"]])
     ax.set(ylabel="final val self-reward score", title="scores: correct vs incorrect")
@@ -247,7 +251,9 @@ def _score_bars(runs: pd.DataFrame | None, path):
 
 # --------------------------------------------------------------------------- 5. paper comparisons
 VERIFY_LOSS = "algo.self_reward.loss"
-SWITCH_METRIC = "train/reward_source/self"
+SWITCH_METRIC = mn.train(mn.REWARD_SOURCE_SELF)
+TRAIN_REWARD = mn.train(mn.REWARD_MEAN)  # the verifier's reward on training samples
+VAL_ACCURACY = mn.val(mn.ACCURACY)
 
 
 def _runs_of(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -275,6 +281,7 @@ def plot_curves(
     ``switch``, a dotted line at each run's switch to the self-reward as the only reward."""
     use_style()
     metrics = list(metrics)
+    require_metrics(runs, metrics)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     params = _params(runs)
     first = runs.drop_duplicates("run")
@@ -286,7 +293,7 @@ def plot_curves(
     for ax, m in zip(axes[0], metrics, strict=True):
         sub = runs[runs["metric"] == m]
         for i, (run, g) in enumerate(sub.groupby("run", sort=True)):
-            curve = _curve(g, smooth if m.startswith("train/") else 1)
+            curve = _curve(g, smooth if m.startswith(mn.train("")) else 1)
             color = STYLE["axes.prop_cycle"].by_key()["color"][i % 8]
             ax.plot(curve.index, curve.values, label=labels[run], color=color)
             if run in switches:
@@ -302,7 +309,7 @@ def plot_curves(
 def plot_verify_loss_curves(runs: pd.DataFrame, smooth: int = 25, path: str | Path | None = None):
     """The reasoning reward under the MSE and the SFT verification loss (``ablate_verify_loss``):
     the verifier's reward on training samples, held-out accuracy and the self-verification F1."""
-    metrics = ("train/reward/mean", "val/accuracy", "val/self_verify/f1")
+    metrics = (TRAIN_REWARD, VAL_ACCURACY, mn.val(mn.SELF_VERIFY_F1))
     return plot_curves(_runs_of(runs, "ablate_verify_loss"), metrics, VERIFY_LOSS, smooth, path=path)
 
 
@@ -310,17 +317,21 @@ def verify_loss_table(runs: pd.DataFrame, last: int = 100) -> pd.DataFrame:
     """One row per run of ``ablate_verify_loss`` (or of ``runs``): its loss, the mean training
     reward over its last ``last`` logged steps and the final validation metrics."""
     runs = _runs_of(runs, "ablate_verify_loss")
-    metrics = ["val/accuracy", "val/self_verify/f1", "val/self_verify/auroc", "val/self_verify/ece"]
+    verify = (mn.SELF_VERIFY_F1, mn.SELF_VERIFY_AUROC, mn.SELF_VERIFY_ECE)
+    metrics = [VAL_ACCURACY, *(mn.val(m) for m in verify)]
     final = final_metrics(runs, metrics)
-    train = runs[runs["metric"] == "train/reward/mean"].sort_values("step")
+    require_metrics(runs, [TRAIN_REWARD])
+    train = runs[runs["metric"] == TRAIN_REWARD].sort_values("step")
     tail = train.groupby("run")["value"].apply(lambda v: v.tail(last).mean())
-    final[f"train/reward/mean (last {last})"] = final["run"].map(tail)
+    final[f"{TRAIN_REWARD} (last {last})"] = final["run"].map(tail)
     front = [c for c in ("run", VERIFY_LOSS) if c in final.columns]
     return final[front + [c for c in final.columns if "/" in c]]
 
 
 def switch_steps(runs: pd.DataFrame) -> dict[str, float]:
-    """Each run's first logged step with the self-reward as the only reward (runs with a switch)."""
+    """Each run's first logged step with the self-reward as the only reward (runs with a switch;
+    those of the ``self_reward_only`` experiment must log it)."""
+    require_metrics(runs[runs["experiment"] == "self_reward_only"], [SWITCH_METRIC])
     on = runs[(runs["metric"] == SWITCH_METRIC) & (runs["value"] > 0.5)]
     return on.groupby("run")["step"].min().to_dict()
 
@@ -333,10 +344,12 @@ def switch_table(runs: pd.DataFrame, window: int = 50, smooth: int = 25, drop: f
     before the switch (NaN if it never does), with its distance from the switch. Steps are as
     logged (Lightning's 0-based index: the step the self-reward first drives is ``switch_step``)."""
     rows = []
-    for run, step in sorted(switch_steps(runs).items()):
+    switches = switch_steps(runs)
+    require_metrics(runs[runs["run"].isin(switches)], [TRAIN_REWARD, VAL_ACCURACY])
+    for run, step in sorted(switches.items()):
         g = runs[runs["run"] == run]
-        reward = g[g["metric"] == "train/reward/mean"].sort_values("step").set_index("step")["value"]
-        acc = g[g["metric"] == "val/accuracy"].sort_values("step").set_index("step")["value"]
+        reward = g[g["metric"] == TRAIN_REWARD].sort_values("step").set_index("step")["value"]
+        acc = g[g["metric"] == VAL_ACCURACY].sort_values("step").set_index("step")["value"]
         before, after = reward[reward.index < step], reward[reward.index >= step]
         level = before.tail(window).mean()
         smoothed = after.rolling(smooth, min_periods=1).mean()
@@ -363,7 +376,7 @@ def plot_self_reward_only(runs: pd.DataFrame, smooth: int = 25, path: str | Path
     the verifier's reward on training samples, the reward the advantages came from (the clipped
     self-reward after the switch) and held-out accuracy; the dotted line marks the switch."""
     with_switch = runs[runs["run"].isin(switch_steps(runs))]
-    metrics = ("train/reward/mean", "train/reward_source/reward/mean", "val/accuracy")
+    metrics = (TRAIN_REWARD, mn.train(mn.REWARD_SOURCE_REWARD_MEAN), VAL_ACCURACY)
     return plot_curves(with_switch, metrics, smooth=smooth, switch=True, path=path)
 
 
@@ -403,7 +416,7 @@ def calibration_summary(problems: pd.DataFrame, num_bins: int = 10) -> pd.DataFr
         score = torch.tensor(g["score"].astype(float).to_numpy())
         correct = torch.tensor(g["correct"].astype(bool).to_numpy())
         row = {"run": run, "responses": len(g)}
-        row["self_verify/ece"] = float(expected_calibration_error(score.clamp(0, 1), correct, num_bins))
+        row[mn.SELF_VERIFY_ECE] = float(expected_calibration_error(score.clamp(0, 1), correct, num_bins))
         if g["length"].notna().all():
             length = torch.tensor(g["length"].astype(float).to_numpy())
             row |= {k: float(v) for k, v in length_correlations(score, length, correct.double()).items()}
@@ -436,7 +449,7 @@ def plot_reliability(problems: pd.DataFrame, num_bins: int = 10, path: str | Pat
         ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
         ax.bar(t["low"], t["accuracy"], width=1 / num_bins, align="edge", alpha=0.25, color="#1f77b4")
         ax.scatter(t["confidence"], t["accuracy"], s=20 + 200 * t["count"] / t["count"].max(), zorder=3)
-        ece = summary.loc[run, "self_verify/ece"]
+        ece = summary.loc[run, mn.SELF_VERIFY_ECE]
         ax.set(title=f"{run}: ECE {ece:.3f}", xlabel="clipped score", ylabel="share correct")
         ax.set(xlim=(0, 1), ylim=(-0.02, 1.02))
     return _finish(fig, path)
@@ -458,7 +471,12 @@ def plot_score_vs_length(problems: pd.DataFrame, path: str | Path | None = None)
             ax.scatter(
                 sel["length"], sel["score"], s=8, alpha=0.5, color=color, label=f"{name} (n={len(sel)})"
             )
-        rho = [summary.loc[run, f"self_verify/length_spearman{s}"] for s in ("", "_correct", "_incorrect")]
+        spearman = (
+            mn.SELF_VERIFY_LENGTH_SPEARMAN,
+            mn.SELF_VERIFY_LENGTH_SPEARMAN_CORRECT,
+            mn.SELF_VERIFY_LENGTH_SPEARMAN_INCORRECT,
+        )
+        rho = [summary.loc[run, name] for name in spearman]
         title = f"{run}: rho {rho[0]:.2f} (correct {rho[1]:.2f}, incorrect {rho[2]:.2f})"
         ax.set(title=title, xlabel="response length (tokens)", ylabel="self-reward score")
         ax.legend(loc="best")

@@ -7,6 +7,8 @@ Shapes (all "long"/tidy, one observation per row):
   ``split`` is the metric prefix (``train`` / ``val``); ``metric`` keeps the full logged name
   (``val/self_verify/f1``). NaN cells of the CSVLogger (train and val rows are separate) are dropped.
   Use :func:`wide` for one row per run x step and :func:`final_metrics` for one row per run.
+  Metric names are those of :mod:`laser.metric_names`; asking a run for a metric its
+  ``metrics.csv`` does not have raises :class:`MissingMetricError` (:func:`require_metrics`).
 * :func:`load_voting` -> ``run, ..., method, k, accuracy`` from each run's ``voting.csv``.
 * :func:`load_scaling` -> ``run, ..., problem, k, method, accuracy`` from ``laser.evaluate`` dirs
   (``scaling.csv``); :func:`scaling_summary` averages it to ``run, ..., method, k, accuracy``.
@@ -23,6 +25,7 @@ Hydra sweep dir (``<sweep>/0``, ``<sweep>/1``, ...) or ``outputs/`` works as is.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -201,6 +204,52 @@ def load_runs(paths) -> pd.DataFrame:
     return df[[c for c in order if c in df.columns]]
 
 
+class MissingMetricError(LookupError):
+    """A plot or table asked a run for a metric that the run's metrics file does not have (a
+    renamed metric, or a run from before it was logged)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _csv_columns(csv: str, mtime_ns: int) -> frozenset[str]:
+    """The column names of a metrics.csv (read once per version of the file)."""
+    return frozenset(pd.read_csv(csv, nrows=0).columns)
+
+
+def logged_metrics(df: pd.DataFrame) -> dict[str, tuple[str, frozenset[str]]]:
+    """Per run of a :func:`load_runs` frame: where its metrics come from and every metric logged
+    there, those with no value (all NaN) included.
+
+    The source is the run's ``<path>/metrics.csv`` where that file exists (its columns are read);
+    otherwise (a W&B frame, whose ``path`` is the run's page) the metrics the frame holds.
+    """
+    out = {}
+    for run, g in df.groupby("run", sort=True):
+        path = g["path"].iloc[0] if "path" in g.columns else None
+        csv = Path(str(path)) / "metrics.csv" if path is not None and not pd.isna(path) else None
+        if csv is not None and csv.is_file():
+            out[run] = (str(csv), _csv_columns(str(csv), csv.stat().st_mtime_ns))
+        else:
+            out[run] = (str(path if path is not None else run), frozenset(g["metric"]))
+    return out
+
+
+def require_metrics(df: pd.DataFrame, metrics: Iterable[str], any_of: bool = False) -> None:
+    """Check that every run of ``df`` logged each of ``metrics`` (with ``any_of``: at least one).
+
+    Raises:
+        MissingMetricError: Naming the metric, the run and the file that lacks it.
+    """
+    metrics = list(metrics)
+    for run, (source, logged) in logged_metrics(df).items():
+        missing = [m for m in metrics if m not in logged]
+        if missing and (not any_of or len(missing) == len(metrics)):
+            wanted = " or ".join(repr(m) for m in missing) if any_of else repr(missing[0])
+            raise MissingMetricError(
+                f"metric {wanted} is not in {source} (run {run!r}): renamed in laser.metric_names, "
+                f"or not logged by this run; it logs {len(logged)} metrics"
+            )
+
+
 def wide(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run x step, one column per metric (first logged value wins at a duplicate step)."""
     idx = [c for c in df.columns if c not in ("metric", "value", "split", "epoch")]
@@ -209,10 +258,19 @@ def wide(df: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-def final_metrics(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.DataFrame:
-    """One row per run with the last logged (non-NaN) value of each metric."""
+def final_metrics(
+    df: pd.DataFrame, metrics: Iterable[str] | None = None, required: bool = True
+) -> pd.DataFrame:
+    """One row per run with the last logged (non-NaN) value of each metric (of ``metrics``, or all).
+
+    Raises:
+        MissingMetricError: If ``required`` and a run's metrics file lacks one of ``metrics``.
+    """
     if metrics is not None:
-        df = df[df["metric"].isin(list(metrics))]
+        metrics = list(metrics)
+        if required:
+            require_metrics(df, metrics)
+        df = df[df["metric"].isin(metrics)]
     meta = [c for c in df.columns if c not in ("split", "step", "epoch", "metric", "value")]
     last = df.sort_values("step", kind="stable").groupby(["run", "metric"], sort=False).tail(1)
     out = last.pivot_table(index="run", columns="metric", values="value", aggfunc="last")

@@ -19,7 +19,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from laser.algo import check_c_ref
-from laser.configs import RolloutConfig, RunConfig
+from laser.configs import RolloutConfig, RunConfig, upgrade_renamed_keys
 from laser.data.datamodule import PromptDataModule
 from laser.data.sources import build_datasets, dataset_key
 from laser.lit.callbacks import SameConfigOnEveryRank
@@ -75,6 +75,14 @@ def training_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.create(training_config_text(cfg)))
 
 
+def under_current_names(config: dict) -> dict:
+    """A training config with its deprecated keys under their current names (a checkpoint written
+    before a key was renamed resumes under the new name)."""
+    node = OmegaConf.create(config)
+    upgrade_renamed_keys(node, quiet=True)
+    return OmegaConf.to_container(node)
+
+
 def check_resume(cfg: DictConfig) -> None:
     """Before anything is built: the checkpoint of `ckpt_path` reads, and was written under this
     run's training config (else an error listing the keys that differ)."""
@@ -85,7 +93,7 @@ def check_resume(cfg: DictConfig) -> None:
     if saved is None:
         log.warning("ckpt_path=%s holds no training config (an older checkpoint): not compared", path)
         return
-    differences = config_differences(saved, training_config(cfg))
+    differences = config_differences(under_current_names(saved), under_current_names(training_config(cfg)))
     if differences:
         raise ValueError(
             f"ckpt_path={path} was written under another training config; these keys differ "

@@ -1,14 +1,25 @@
 """Typed config schemas: one block per concept, validated before any model loads.
 
-Each dataclass is registered in Hydra's ConfigStore as `<group>/<name>_schema`, and the YAML files in
+Each dataclass is registered in Hydra's ConfigStore as `<group>/schema`, and the YAML files in
 `conf/` list it first in their defaults, so unknown keys and wrong types fail at composition.
-Range checks live in `__post_init__` and run when `validate` converts the config to objects.
+
+One home for every value: the YAML under `conf/` gives the values of a run; a schema gives types,
+docstrings and the rules between fields. A field that every composition gives from the YAML has no
+default here (`MISSING`); a field keeps a default only where some composition (or a caller that
+builds the block in Python) has no YAML value for it, and the group's YAML then does not restate it
+(`tests/test_config_defaults.py` checks both). Range checks live in `__post_init__` (pure: no file
+is read); `validate` converts a composed config to objects and then checks the files and models it
+names (`check_sources`), before any model loads.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+import typing
+import warnings
+from collections.abc import Iterator
+from dataclasses import Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +35,9 @@ from laser.catalog import (
     default_benchmark_root,
 )
 
+log = logging.getLogger(__name__)
+_UNSET = object()
+
 
 def _require(ok: bool, key: str, value: Any, fix: str) -> None:
     """Raise a ValueError naming the key, its bad value and the fix."""
@@ -35,18 +49,83 @@ def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, key, value, f"use one of {list(choices)}")
 
 
+def keyed(*, neutral: Any = _UNSET, key_name: str | None = None, in_key: bool = True) -> dict[str, Any]:
+    """Field metadata: how cache keys see a schema field (`laser.utils.keys.cache_view`).
+
+    Args:
+        neutral: the value at which the field is left out of cache keys: a field added after cached
+            artefacts were made, at the value that leaves them as they were.
+        key_name: the name the field is keyed under (its name when the cached artefacts were made).
+        in_key: False for a field that does not shape the cached artefacts (never keyed).
+    """
+    meta: dict[str, Any] = {"in_key": in_key}
+    if neutral is not _UNSET:
+        meta["neutral"] = neutral
+    if key_name is not None:
+        meta["key_name"] = key_name
+    return meta
+
+
+def renamed(new: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Field metadata of a deprecated field, the old name of the field `new` of the same block,
+    accepted for one release: a value given under it moves to `new` (through `values`, old value ->
+    new value, when given) with a warning naming the new key. Never part of a cache key."""
+    return {"renamed_to": new, "values": values, "in_key": False}
+
+
+def _moved_value(
+    old_key: str, new_key: str, value: Any, values: dict[str, Any] | None, stacklevel: int
+) -> tuple[Any, str]:
+    """The value given under deprecated `old_key` as `new_key` takes it (through `values`, old ->
+    new, when given), and the warning naming the new key (issued as a DeprecationWarning)."""
+    if values is not None:
+        choices = " or ".join(f"{new_key}={_yaml(v)}" for v in dict.fromkeys(values.values()))
+        _require(value in values, old_key, value, f"{old_key} is deprecated: use {choices}")
+        value = values[value]
+    message = f"{old_key} is deprecated and will be removed: use {new_key} (here {new_key}={_yaml(value)})"
+    warnings.warn(message, DeprecationWarning, stacklevel=stacklevel)
+    return value, message
+
+
+def _yaml(value: Any) -> str:
+    """`value` as written in YAML or on the command line (true, 0.05, null)."""
+    return OmegaConf.to_yaml({"v": value}).strip()[len("v: ") :]
+
+
+def _take_renamed(block: Any, prefix: str) -> None:
+    """Move a value given under a deprecated field of `block` (built in Python) to its new name."""
+    for f in fields(block):
+        new, value = f.metadata.get("renamed_to"), getattr(block, f.name)
+        if new is not None and value is not None:
+            moved, _ = _moved_value(f"{prefix}.{f.name}", f"{prefix}.{new}", value, f.metadata["values"], 5)
+            setattr(block, new, moved)
+            setattr(block, f.name, None)
+
+
+def _require_given(block: Any, prefix: str) -> None:
+    """Every field of `block` has a value: the YAML under conf/ gives those without a default."""
+    for f in fields(block):
+        value = getattr(block, f.name)
+        if isinstance(value, str) and value == MISSING:
+            raise ValueError(
+                f"{prefix}.{f.name} is required but not set: the YAML under conf/ gives it; a block "
+                "built in Python needs it too (laser.configs.validate builds every block from a "
+                "composed config: laser.utils.compose.compose_config)"
+            )
+
+
 @dataclass
 class SelfRewardConfig:
     """The last-token self-reward (paper E3-E7). `alpha: 0` and `tau: 0` turn its training off."""
 
-    token: str | None = "<reserved_0>"
+    token: str | None = MISSING
     """The self-reward token z as a string; must encode to exactly one id. null: no score at all.
     The presets take the model's own (`${model.self_reward_token}`)."""
-    alpha: float = 0.1
+    alpha: float = MISSING
     """Weight of the self-reward MSE (E4/E5); 0 gives GRPO's loss exactly."""
-    beta_v: float = 0.1
+    beta_v: float = MISSING
     """Scale of the score r_s = beta_v * (log pi(z|x,y) - c_ref) (E3)."""
-    c_ref: Any = "auto"
+    c_ref: Any = MISSING
     """Reference log-prob of z: a number, 'auto' (mean over base-policy samples before training)
     or 'reference' (the reference model's own log-prob at the same position, per sample)."""
     c_ref_samples: int = 256
@@ -55,13 +134,13 @@ class SelfRewardConfig:
     """c_ref + 1/beta_v (a correct response's target log-prob) must be at most this (E2)."""
     balanced: bool = True
     """Class-balanced MSE weights (E5); false gives every finished response weight 1."""
-    tau: float = 0.1
+    tau: float = MISSING
     """Advantage mixing weight (E6); 0 keeps the verifier advantage only."""
-    filter_threshold: float = 0.1
+    filter_threshold: float = MISSING
     """Groups whose clipped-score std is at or below this do not mix (E6)."""
-    reasoning_warmup_steps: int = 0
+    reasoning_warmup_steps: int = MISSING
     """Steps before the MSE is switched on (E7; the MSE starts at step w_r + 1)."""
-    self_reward_warmup_steps: int = 0
+    self_reward_warmup_steps: int = MISSING
     """Further steps after the reasoning warm-up before advantage mixing starts (E7)."""
     threshold: float = 0.5
     """Score above which a response is judged correct (self-verification, E8)."""
@@ -78,6 +157,7 @@ class SelfRewardConfig:
 
     def __post_init__(self) -> None:
         p = "algo.self_reward"
+        _require_given(self, p)
         self._check_loss()
         _require(self.alpha >= 0, f"{p}.alpha", self.alpha, "must be >= 0 (0 = GRPO)")
         _require(self.beta_v > 0, f"{p}.beta_v", self.beta_v, "must be > 0 (paper: 0.1)")
@@ -145,28 +225,40 @@ class RewardSourceConfig:
         if value is None:
             return
         number = _as_number(value)
-        ok = number is not None and (0 < number < 1 or (number >= 0 and float(number).is_integer()))
-        _require(ok, key, value, "use null, a whole number of steps >= 0 or a fraction in (0, 1)")
+        fix = "use null, a whole number of steps >= 0 or a fraction in (0, 1)"
+        _require(number is not None, key, value, fix)
+        _switch_step(number, max_steps=1)  # the value's own rule; `validate` holds it to the run's length
         self.self_after_step = number if number < 1 else int(number)
+
+
+def _switch_step(self_after_step: float | None, max_steps: int) -> int | None:
+    """`laser.algo.schedule.switch_step` (the one statement of the rule), its errors naming the key."""
+    from laser.algo.schedule import switch_step  # imports torch: only when a switch is configured
+
+    try:
+        return switch_step(self_after_step, max_steps)
+    except ValueError as err:
+        raise ValueError(f"algo.reward_source.{err}") from None
 
 
 @dataclass
 class OverlongConfig:
     """Responses that reach rollout.max_new_tokens (DAPO, Yu et al. 2025, section 3.4)."""
 
-    buffer_frac: float = 0.0
+    buffer_frac: float = MISSING
     """Soft overlong punishment: over the last `buffer_frac` of rollout.max_new_tokens the training
     reward falls linearly from 0 to -penalty_factor, reached at the limit (a truncated response gets
     all of it); the self-reward's target stays the verifier's 0/1. 0 turns it off. DAPO: a buffer of
     4096 of 20480 tokens, 0.2."""
-    penalty_factor: float = 1.0
+    penalty_factor: float = MISSING
     """The penalty at the limit (DAPO, verl's overlong_buffer.penalty_factor: 1.0)."""
-    mask_truncated: bool = False
+    mask_truncated: bool = MISSING
     """Leave truncated responses (no EOS) out of the policy-gradient and KL terms: DAPO's overlong
     filtering, TRL's mask_truncated_completions. The self-reward MSE excludes them anyway (E5)."""
 
     def __post_init__(self) -> None:
         p = "algo.overlong"
+        _require_given(self, p)
         ok = 0 <= self.buffer_frac < 1
         _require(ok, f"{p}.buffer_frac", self.buffer_frac, "must be in [0, 1) (0 = off; DAPO: 0.2)")
         ok = self.penalty_factor > 0
@@ -178,16 +270,17 @@ class DynamicSamplingConfig:
     """DAPO's dynamic sampling (Yu et al. 2025, section 3.2): groups whose verifier rewards are all
     equal are dropped, and more prompts are sampled until data.batch_size groups vary."""
 
-    max_extra_rounds: int = 0
+    max_extra_rounds: int = MISSING
     """Rounds of data.batch_size more prompts a step may sample after its first; 0 turns dynamic
     sampling off. Past the cap the batch is topped up with dropped groups (zero advantage, as
     without dynamic sampling). DAPO's verl recipe: max_num_gen_batches=10, i.e. 9 extra rounds."""
-    keep_for_mse: bool = False
+    keep_for_mse: bool = MISSING
     """Also train the self-reward's verification loss on the dropped groups (and on varied groups
     drawn beyond the batch); the policy gradient still sees only the batch's groups."""
 
     def __post_init__(self) -> None:
         p = "algo.dynamic_sampling"
+        _require_given(self, p)
         ok = self.max_extra_rounds >= 0
         _require(ok, f"{p}.max_extra_rounds", self.max_extra_rounds, "must be >= 0 (0 = off; DAPO: 9)")
         ok = not self.keep_for_mse or self.max_extra_rounds > 0
@@ -205,43 +298,44 @@ class AlgoConfig:
     """The policy-gradient baseline (GRPO, Dr. GRPO, DAPO, GSPO) plus the self-reward block; the
     policy-gradient knobs follow verl's names."""
 
-    name: str = "laser"
+    name: str = MISSING
     """Label of the algorithm, used in run names."""
-    group_size: int = 8
+    group_size: int = MISSING
     """Completions sampled per prompt (G); advantages are normalised within each group."""
-    adv_scale: str = "group_std"
+    adv_scale: str = MISSING
     """'group_std' (GRPO), 'batch_std' (the group-centred reward over the whole batch's std, TRL's
     scale_rewards='batch') or 'none' (centre only, Dr. GRPO)."""
-    clip_low: float = 0.2
+    clip_low: float = MISSING
     """PPO clip range below 1."""
-    clip_high: float = 0.2
+    clip_high: float = MISSING
     """PPO clip range above 1."""
-    dual_clip: float | None = 3.0
+    dual_clip: float | None = MISSING
     """Dual-clip constant for negative advantages (> 1), or null."""
-    loss_agg: str = "token_mean"
+    loss_agg: str = MISSING
     """'token_mean' (every token of the step alike: DAPO's token-level loss, verl's default),
     'seq_mean_token_mean' (each response alike: GRPO's paper form, GSPO), 'seq_mean_token_sum', or
     'seq_mean_token_sum_norm' (token sums over rollout.max_new_tokens, a constant: Dr. GRPO)."""
-    ratio_level: str = "token"
+    ratio_level: str = MISSING
     """The importance ratio PPO clips: 'token' (PPO, GRPO) or 'sequence' (GSPO: the length-normalised
     sequence ratio; TRL's importance_sampling_level, verl's loss_mode=gspo)."""
-    rollout_is_cap: float | None = None
+    rollout_is_cap: float | None = MISSING
     """Truncated importance sampling against the rollout's recorded log-probs: each token's policy
     loss times min(pi_old / pi_rollout, cap) (verl's rollout_is_threshold: 2; TRL: 3). null: off
     (sampler and training pass share one distribution here, so they differ only by numerical noise,
     or where rollout.top_p < 1 truncates the sampler's tail)."""
-    kl_beta: float = 0.0
+    kl_beta: float = MISSING
     """Weight of the KL loss to the reference model (0, as in the paper, loads no reference)."""
     kl_estimator: str = "k3"
     """'k1' or 'k3'."""
     micro_batch_size: int = 64
     """Rows per training forward/backward; the step's loss is normalised over all rows."""
-    overlong: OverlongConfig = field(default_factory=OverlongConfig)
-    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
-    self_reward: SelfRewardConfig = field(default_factory=SelfRewardConfig)
+    overlong: OverlongConfig = MISSING
+    dynamic_sampling: DynamicSamplingConfig = MISSING
+    self_reward: SelfRewardConfig = MISSING
     reward_source: RewardSourceConfig = field(default_factory=RewardSourceConfig)
 
     def __post_init__(self) -> None:
+        _require_given(self, "algo")
         _require(self.group_size >= 2, "algo.group_size", self.group_size, "must be >= 2")
         _one_of("algo.adv_scale", self.adv_scale, ("group_std", "batch_std", "none"))
         aggs = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
@@ -276,7 +370,9 @@ class AlgoConfig:
 
 @dataclass
 class TinyModelConfig:
-    """A small random transformer built from a transformers config (used when no model is named)."""
+    """A small random transformer built from a transformers config (used when no model is named).
+    Every model block carries one, so its fields keep their defaults here: the tiny model's
+    (conf/model/tiny.yaml does not restate them)."""
 
     arch: str = "llama"
     """A transformers model type with a causal LM head (llama, qwen2, ...)."""
@@ -301,29 +397,36 @@ class TinyModelConfig:
 class BaseSFTConfig:
     """Supervised warm-up on worked solutions that makes the base policy (cached by config)."""
 
-    steps: int = 0
-    """Optimiser steps; 0 uses the model as loaded."""
-    lr: float = 3e-3
-    """Peak learning rate (linear warm-up over 5% of the steps, then cosine decay)."""
-    final_lr_frac: float = 1.0
-    """Learning rate at the last step, as a fraction of `lr` (1: constant after the warm-up). A
-    warm-up annealed to a tiny learning rate ends where the loss is sharp along its gradients,
-    and RL steps at a larger learning rate then overshoot."""
+    steps: int = MISSING
+    """Optimiser steps; 0 uses the model as loaded (each model preset gives it)."""
+    lr: float = 1e-3
+    """Peak learning rate (linear warm-up over 5% of the steps, then cosine decay); the tiny
+    model's (a pretrained model's warm-up needs far less)."""
+    final_lr_ratio: float = field(default=1.0, metadata=keyed(key_name="final_lr_frac"))
+    """Learning rate at the last step, as a share of `lr` (1: constant after the warm-up), as
+    `optim.final_lr_ratio` is RL's. A warm-up annealed to a tiny learning rate ends where the loss
+    is sharp along its gradients, and RL steps at a larger learning rate then overshoot; a constant
+    one leaves RL room to learn (docs/journal.md#why-rl-gained-little-and-what-changed)."""
+    final_lr_frac: float | None = field(default=None, metadata=renamed("final_lr_ratio"))
+    """Deprecated: the old name of `final_lr_ratio` (a value given here moves there, with a warning)."""
     batch_size: int = 64
-    verdict_weight: float = 1.0
+    verdict_weight: float = field(default=1.0, metadata=keyed(neutral=1.0))
     """Weight of a verdict token after EOS (`data.task.check_verdicts`) in the loss, relative to a
     solution token; 1: a token like any other (one in a solution's ~50)."""
-    seed: int | None = None
+    seed: int | None = field(default=None, metadata=keyed(in_key=False))
     """Seed of the tiny model's initialisation and of the warm-up; null: the run's `seed`. Fixing it
-    while `seed` changes gives RL runs of several seeds from one cached base policy."""
+    while `seed` changes gives RL runs of several seeds from one cached base policy. (The warm-up's
+    cache key holds the seed used, however it was given.)"""
 
     def __post_init__(self) -> None:
+        _take_renamed(self, "model.base_sft")
+        _require_given(self, "model.base_sft")
         _require(self.steps >= 0, "model.base_sft.steps", self.steps, "must be >= 0 (0 = off)")
         ok = self.verdict_weight > 0
         _require(ok, "model.base_sft.verdict_weight", self.verdict_weight, "must be > 0 (1 = unweighted)")
         _require(self.lr > 0, "model.base_sft.lr", self.lr, "must be > 0")
-        ok = 0 < self.final_lr_frac <= 1
-        _require(ok, "model.base_sft.final_lr_frac", self.final_lr_frac, "must be in (0, 1]")
+        ok = 0 < self.final_lr_ratio <= 1
+        _require(ok, "model.base_sft.final_lr_ratio", self.final_lr_ratio, "must be in (0, 1] (1 = constant)")
         _require(self.batch_size >= 1, "model.base_sft.batch_size", self.batch_size, ">= 1")
         ok = self.seed is None or (isinstance(self.seed, int) and self.seed >= 0)
         _require(ok, "model.base_sft.seed", self.seed, "must be a whole number >= 0 or null (the run's seed)")
@@ -340,27 +443,31 @@ class ModelConfig:
     name_or_path: str | None = MISSING
     """Hub id or local folder of a causal LM; null builds the tiny model with the char tokenizer.
     Required: a model preset gives it (conf/model/tiny.yaml: null)."""
-    dtype: str = "float32"
+    dtype: str = MISSING
     """'float32', 'bfloat16' or 'float16' (weights as loaded). Train with float32 weights and
     trainer=gpu's bf16-mixed precision: bfloat16 weights keep about 3 significant digits, so
     updates at the paper's lr 1e-6 are mostly rounded away."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = field(default=MISSING, metadata=keyed(in_key=False))
     """Recompute activations in the backward pass (less memory, about one more forward)."""
-    self_reward_token: str | None = "<reserved_0>"
+    self_reward_token: str | None = field(default=MISSING, metadata=keyed(in_key=False))
     """This model's self-reward token z: a string its tokenizer encodes to one id that it never
     emits (the tiny model's char tokenizer: `<reserved_0>`; Qwen2.5: `<|vision_start|>`).
     algo.self_reward.token defaults to it."""
-    c_ref: Any = "auto"
+    c_ref: Any = field(default=MISSING, metadata=keyed(in_key=False))
     """This model's default for algo.self_reward.c_ref: 'auto' (estimated before training) or a
     constant (the paper's: -23 for Qwen2.5 with `<|vision_start|>`)."""
-    stop_tokens: list[str] = field(default_factory=list)
+    stop_tokens: list[str] = field(default=MISSING, metadata=keyed(in_key=False))
     """Tokens that end a response besides the tokenizer's EOS and the model's
     generation_config.eos_token_id (e.g. the chat template's end of turn `<|im_end|>`)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    base_sft: BaseSFTConfig = field(default_factory=BaseSFTConfig)
+    base_sft: BaseSFTConfig = MISSING
 
     def __post_init__(self) -> None:
+        _require_given(self, "model")
         _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+
+    def check_sources(self) -> None:
+        """A local model folder exists (cheap: no model loads)."""
         if self.name_or_path is not None:
             from laser.models.loading import check_model_source  # imports transformers: only when named
 
@@ -371,19 +478,20 @@ class ModelConfig:
 class RolloutConfig:
     """Sampling of training and evaluation completions."""
 
-    max_new_tokens: int = 48
+    max_new_tokens: int = MISSING
     """Responses with no EOS by then are truncated (no score, excluded from the MSE)."""
-    temperature: float = 1.0
+    temperature: float = MISSING
     """Sampling temperature (the self-reward is read at temperature 1 regardless)."""
-    top_p: float = 1.0
-    eval_temperature: float = 1.0
+    top_p: float = MISSING
+    eval_temperature: float = MISSING
     """Temperature of validation samples (accuracy and self-verification are measured on them)."""
     eval_greedy: bool = True
     """Validation also decodes each prompt greedily and logs `val/accuracy_greedy` (no scores)."""
-    micro_batch_size: int = 256
+    micro_batch_size: int = MISSING
     """Rows generated at once (bounds KV-cache memory)."""
 
     def __post_init__(self) -> None:
+        _require_given(self, "rollout")
         _require(self.max_new_tokens >= 1, "rollout.max_new_tokens", self.max_new_tokens, ">= 1")
         _require(self.temperature > 0, "rollout.temperature", self.temperature, "must be > 0")
         ok = self.eval_temperature >= 0
@@ -395,7 +503,11 @@ class RolloutConfig:
 
 @dataclass
 class ArithmeticTaskConfig:
-    """The synthetic task: chains of `num_operands` numbers in [1, max_operand] joined by `ops`."""
+    """The synthetic task: chains of `num_operands` numbers in [1, max_operand] joined by `ops`.
+    Every data block carries one, so its fields keep their defaults here: the default task's
+    (conf/data/arithmetic.yaml does not restate them; `laser.evaluate` takes them for a policy
+    without its run). Fields added since base policies were cached are left out of their cache key
+    at their neutral value."""
 
     num_operands: int = 3
     max_operand: int = 40
@@ -403,19 +515,19 @@ class ArithmeticTaskConfig:
     train_size: int = 20000
     eval_size: int = 1024
     seed: int = 0
-    choices: int = 0
+    choices: int = field(default=0, metadata=keyed(neutral=0))
     """Candidate answers listed before each expression (the right one among random distractors);
     0: none."""
-    check: str = "none"
+    check: str = field(default="none", metadata=keyed(neutral="none"))
     """'reverse': solutions end by adding the terms again in reverse order (ops '+', '-' only);
     'difference': the same, then subtract the check's result from the steps' result (0 when they
     agree); 'split': add the terms after the first one, then subtract the first operand and the
     check's result from the steps' result (a check that never ends at the answer, so it cannot copy
     the steps'; num_operands >= 3); 'none': they do not."""
-    check_errors: float = 0.0
+    check_errors: float = field(default=0.0, metadata=keyed(neutral=0.0))
     """Share of the warm-up's rows whose forward steps hold one error (context without loss) and
     whose target is the check; needs a check ('reverse', 'difference' or 'split')."""
-    check_verdicts: str = ""
+    check_verdicts: str = field(default="", metadata=keyed(neutral=""))
     """Two characters written after EOS in the warm-up: the first on right rows, the second on
     practice rows (teaches judging at the score's position); "": none."""
 
@@ -443,7 +555,9 @@ class ArithmeticTaskConfig:
 @dataclass
 class FilesConfig:
     """Problems with final answers from local files, in the paper's training format: one record per
-    row of a JSONL or Parquet file, rendered with the prompt below (the paper's by default)."""
+    row of a JSONL or Parquet file, rendered with the prompt below (the paper's by default). Every
+    data block carries one, so its fields keep their defaults here (conf/data/math.yaml gives only
+    `train`)."""
 
     train: str | None = None
     """The training file (.jsonl, .json lines or .parquet)."""
@@ -494,8 +608,8 @@ class FilesConfig:
         """The training and eval files exist with the configured fields (cheap: no full read)."""
         p = "data.files"
         _require(self.train is not None, f"{p}.train", self.train, "give the training file's path")
-        fields = {f"{p}.problem_field": self.problem_field, f"{p}.answer_field": self.answer_field}
-        check_fields(check_data_file(self.train, f"{p}.train"), fields)
+        columns = {f"{p}.problem_field": self.problem_field, f"{p}.answer_field": self.answer_field}
+        check_fields(check_data_file(self.train, f"{p}.train"), columns)
         if self.holdout is not None:
             return
         name = str(self.eval).lower()
@@ -514,7 +628,7 @@ class FilesConfig:
                 f"{p}.eval={self.eval!r} is neither a benchmark ({', '.join(BENCHMARKS)}), a file, "
                 "a fraction nor a number of training rows"
             )
-        check_fields(check_data_file(self.eval, f"{p}.eval"), fields)
+        check_fields(check_data_file(self.eval, f"{p}.eval"), columns)
 
 
 def _as_number(value: Any) -> float | None:
@@ -533,18 +647,22 @@ def _as_number(value: Any) -> float | None:
 class DataConfig:
     """Prompts: where they come from and how they are batched."""
 
-    source: str = "arithmetic"
+    source: str = MISSING
     """'arithmetic': the embedded task (data.task); 'files': problems from local files (data.files)."""
-    batch_size: int = 8
+    batch_size: int = MISSING
     """Prompts per training step (B); each gets algo.group_size completions."""
-    eval_batch_size: int = 256
+    eval_batch_size: int = MISSING
     task: ArithmeticTaskConfig = field(default_factory=ArithmeticTaskConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
 
     def __post_init__(self) -> None:
+        _require_given(self, "data")
         _one_of("data.source", self.source, ("arithmetic", "files"))
         _require(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
         _require(self.eval_batch_size >= 1, "data.eval_batch_size", self.eval_batch_size, ">= 1")
+
+    def check_sources(self) -> None:
+        """The files of `data.source=files` exist with the configured fields (cheap: no full read)."""
         if self.source == "files":
             self.files.check_sources()
 
@@ -554,17 +672,18 @@ class OptimConfig:
     """AdamW with a linear warm-up, then a constant or linearly decaying learning rate, and
     gradient clipping."""
 
-    lr: float = 1e-4
-    weight_decay: float = 0.01
+    lr: float = MISSING
+    weight_decay: float = MISSING
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    final_lr_ratio: float = 1.0
+    warmup_steps: int = MISSING
+    final_lr_ratio: float = MISSING
     """The learning rate at the last step (trainer.max_steps) as a share of `lr`, reached linearly
     after the warm-up; 1 keeps it constant."""
-    grad_clip: float = 1.0
+    grad_clip: float = MISSING
     """Max global grad norm; 0 turns clipping off."""
 
     def __post_init__(self) -> None:
+        _require_given(self, "optim")
         _require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
         _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
         _require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "must be >= 0")
@@ -575,9 +694,10 @@ class OptimConfig:
 
 @dataclass
 class RewardConfig:
-    """The rule-based verifier giving 0/1 rewards."""
+    """The rule-based verifier giving 0/1 rewards. The math-verify settings keep their defaults
+    here (conf/reward/ does not restate them): `laser.rewards.verifier.Verifier` takes them too."""
 
-    kind: str = "math_verify"
+    kind: str = MISSING
     """'math_verify': the final answer (last \\boxed or '#### x') equals the reference, via math-verify
     with a time limit; 'arithmetic_steps': the arithmetic task's worked solution is right step by step."""
     timeout_s: float = 5.0
@@ -588,9 +708,13 @@ class RewardConfig:
     """math-verify worker processes (null: min(4, CPUs)); plain integers never need one."""
     single_box: bool = False
     """Reward 0 when a response has more than one \\boxed (the paper's training format check)."""
-    check: str = "unscored"
-    """With a self-checking arithmetic task (`data.task.check`): 'scored' rewards a response only
-    when its check (and difference) is right too; 'unscored' scores the steps and the answer."""
+    score_check: bool = False
+    """With a self-checking arithmetic task (`data.task.check`): true rewards a response only when
+    its written check (and difference) is right too; false scores the steps and the answer."""
+    check: str | None = field(
+        default=None, metadata=renamed("score_check", {"scored": True, "unscored": False})
+    )
+    """Deprecated: the old name of `score_check` ('scored': true, 'unscored': false)."""
     check_credit: float = 0.0
     """With a self-checking arithmetic task: the training reward of a response the verifier rejects
     whose check (and difference) is right for its own forward steps, so that an honest check of a
@@ -603,8 +727,9 @@ class RewardConfig:
     difference)."""
 
     def __post_init__(self) -> None:
+        _take_renamed(self, "reward")
+        _require_given(self, "reward")
         _one_of("reward.kind", self.kind, ("math_verify", "arithmetic_steps"))
-        _one_of("reward.check", self.check, ("unscored", "scored"))
         _one_of("reward.credit_for", self.credit_for, ("honest", "flagged"))
         ok = 0 <= self.check_credit < 1
         fix = "must be in [0, 1): below a right response's 1"
@@ -654,12 +779,16 @@ class RunConfig:
                  "data.source=files has final answers only: use reward=math_verify")  # fmt: skip
 
 
-def validate(cfg: DictConfig) -> RunConfig:
-    """Convert the typed blocks to objects, running every range check (before any model loads).
+def validate(cfg: DictConfig, check_sources: bool = True) -> RunConfig:
+    """Convert the typed blocks to objects, running every range check, and check the model folder
+    and data files they name (before any model loads).
 
-    Interpolations are resolved in the whole config first, so a block may take values from another
-    (algo.self_reward.token defaults to ${model.self_reward_token}).
+    Deprecated keys are first rewritten to their new names in `cfg` (with a warning naming them).
+    Interpolations are resolved in the whole config, so a block may take values from another
+    (algo.self_reward.token is ${model.self_reward_token} in the presets). `check_sources=False`
+    reads no file: the blocks alone (cache keys, configs built in tests).
     """
+    upgrade_renamed_keys(cfg)
     blocks = {}
     for group, schema in SCHEMAS.items():
         if group not in cfg:
@@ -667,10 +796,10 @@ def validate(cfg: DictConfig) -> RunConfig:
         try:
             values = OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
         except MissingMandatoryValue as err:
-            key = err.full_key or group  # the full key from the config's root
-            fix = f"give it on the command line ({key}=...)"
-            raise ValueError(f"{key} is required but not set: {fix}") from None
+            raise ValueError(_unset_message(err.full_key or group)) from None  # the key from the root
         blocks[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+        if check_sources and hasattr(blocks[group], "check_sources"):
+            blocks[group].check_sources()  # the files a block names, before the next block's checks
     run = RunConfig(**blocks)
     _check_switch_fits_the_run(run.algo.reward_source, cfg)
     _check_decay_fits_the_run(run.optim, cfg)
@@ -678,13 +807,65 @@ def validate(cfg: DictConfig) -> RunConfig:
     return run
 
 
+def _unset_message(key: str) -> str:
+    """The error for a key without a value: a leaf to give, or a block whose keys a preset gives."""
+    needed = [k for k, f in schema_fields() if k.startswith(f"{key}.") and f.default == MISSING]
+    if not needed:
+        return f"{key} is required but not set: give it on the command line ({key}=...)"
+    group = key.split(".")[0]
+    return (
+        f"{key} is required but not set: its keys come from an option of conf/{group}/ (list it in "
+        f"the defaults), or give them ({', '.join(f'{k}=...' for k in needed)})"
+    )
+
+
+def upgrade_renamed_keys(cfg: DictConfig, quiet: bool = False) -> None:
+    """Rewrite each deprecated key (a `renamed` schema field) that holds a value in `cfg` to its new
+    name, in place, logging a warning that names the new key (`quiet`: no warning, e.g. for the
+    config a checkpoint was written under)."""
+    for key, f in schema_fields():
+        value = _given(cfg, key) if "renamed_to" in f.metadata else None
+        if value is None:
+            continue
+        new_key = f"{key.rsplit('.', 1)[0]}.{f.metadata['renamed_to']}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore" if quiet else "default")
+            moved, message = _moved_value(key, new_key, value, f.metadata["values"], 4)
+        if not quiet:
+            log.warning(message)
+        OmegaConf.update(cfg, new_key, moved, force_add=True)
+        OmegaConf.update(cfg, key, None, force_add=True)
+
+
+def _given(cfg: DictConfig, key: str) -> Any:
+    """The value at dotted `key` of `cfg`, or None where it or a block above it is absent or unset."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node or OmegaConf.is_missing(node, part):
+            return None
+        node = node[part]
+    return node
+
+
+def schema_fields(schemas: dict[str, type] | None = None) -> Iterator[tuple[str, Field]]:
+    """(dotted key, dataclass field) of every leaf of the schemas (SCHEMAS: each under its group),
+    nested blocks expanded."""
+    for prefix, schema in (schemas or SCHEMAS).items():
+        hints = typing.get_type_hints(schema)
+        for f in fields(schema):
+            if is_dataclass(hints[f.name]):
+                yield from schema_fields({f"{prefix}.{f.name}": hints[f.name]})
+            else:
+                yield f"{prefix}.{f.name}", f
+
+
 def _check_scored_check_has_a_check(run: RunConfig) -> None:
-    """reward.check=scored and reward.check_credit read a check only the step verifier on a
+    """reward.score_check and reward.check_credit read a check only the step verifier on a
     self-checking task has."""
     steps = run.reward.kind == "arithmetic_steps" and run.data.source == "arithmetic"
     has_check = steps and run.data.task.check != "none"
-    fix = "'scored' needs reward=arithmetic and a data.task.check other than none; else 'unscored'"
-    _require(run.reward.check != "scored" or has_check, "reward.check", run.reward.check, fix)
+    fix = "scoring the check needs reward=arithmetic and a data.task.check other than none; else false"
+    _require(not run.reward.score_check or has_check, "reward.score_check", run.reward.score_check, fix)
     fix = "a credit needs reward=arithmetic and a data.task.check other than none; else 0"
     _require(run.reward.check_credit == 0 or has_check, "reward.check_credit", run.reward.check_credit, fix)
     differs = has_check and run.data.task.check in ("split", "difference")
@@ -703,10 +884,7 @@ def _check_decay_fits_the_run(optim: OptimConfig, cfg: DictConfig) -> None:
 
 def _check_switch_fits_the_run(source: RewardSourceConfig, cfg: DictConfig) -> None:
     """A switch given as a fraction of the run needs the run's length, trainer.max_steps."""
-    value = source.self_after_step
-    if value is None or value >= 1:
+    if source.self_after_step is None:
         return
     max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
-    _require(isinstance(max_steps, int) and max_steps >= 1, "algo.reward_source.self_after_step", value,
-             f"a fraction of the run needs trainer.max_steps >= 1 (got {max_steps}); give a step "
-             "number instead")  # fmt: skip
+    _switch_step(source.self_after_step, max_steps if isinstance(max_steps, int) else -1)

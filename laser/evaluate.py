@@ -149,12 +149,21 @@ def response_budget(cfg: DictConfig, run_dir: Path | None) -> int:
     return max(asked, trained)
 
 
-def make_eval_verifier(cfg: DictConfig, task: ArithmeticTaskConfig, check: str = "unscored"):
+def run_scores_check(run_dir: Path | None) -> bool:
+    """Whether the run at `run_dir` scored its written check (`reward.score_check`; runs made
+    before the rename saved `reward.check: scored`)."""
+    scored = run_value(run_dir, "reward.score_check", None)
+    if scored is None:
+        return run_value(run_dir, "reward.check", "unscored") == "scored"
+    return bool(scored)
+
+
+def make_eval_verifier(cfg: DictConfig, task: ArithmeticTaskConfig, score_check: bool = False):
     """The arithmetic task's step-checking verifier (the steps and the answer; a self-check too
-    when `check` is 'scored', as in the run that trained with it), math-verify otherwise."""
+    with `score_check`, as in the run that trained with it), math-verify otherwise."""
     if cfg.benchmark != "arithmetic":
         return Verifier()
-    return make_verifier(RewardConfig(kind="arithmetic_steps", check=check), task)
+    return make_verifier(RewardConfig(kind="arithmetic_steps", score_check=score_check), task)
 
 
 def write_outputs(out: Path, table: pd.DataFrame, summary: pd.DataFrame, verify: dict, samples) -> None:
@@ -260,7 +269,7 @@ def evaluate(cfg: DictConfig) -> dict:
     policy, sampler = load_policy_and_sampler(
         cfg, model_dir, tokenizer, settings, response_budget(cfg, run_dir)
     )
-    verifier = make_eval_verifier(cfg, task, run_value(run_dir, "reward.check", "unscored"))
+    verifier = make_eval_verifier(cfg, task, run_scores_check(run_dir))
     check = task_check(task, cfg.benchmark == "arithmetic")
     ctx = scoring_context(conf, settings, sampler.max_new_tokens, check)
     names = applicable(conf.methods, ctx)

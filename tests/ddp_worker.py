@@ -20,7 +20,6 @@ import lightning as L
 import torch
 from datasets import Dataset, DatasetDict
 
-from laser.configs import AlgoConfig, OptimConfig, SelfRewardConfig
 from laser.data.collate import PromptCollator
 from laser.data.datamodule import PromptDataModule
 from laser.lit.module import LaserModule
@@ -28,7 +27,7 @@ from laser.models.char_tokenizer import build_char_tokenizer
 from laser.rollout.sampler import Sampler
 from laser.rollout.types import Rollout
 
-from helpers import finishing_policy
+from helpers import LastStep, config_block, finishing_policy
 
 PROMPTS_PER_RANK = 4
 WORLD_SIZE = 2
@@ -66,15 +65,17 @@ def build(devices: int) -> tuple[LaserModule, PromptDataModule]:
     policy = finishing_policy(tok)
     z = tok.convert_tokens_to_ids("<reserved_0>")
     sampler = PromptSeededSampler(tok, max_new_tokens=12, self_reward_id=z, seed=0)
-    algo = AlgoConfig(
+    algo = config_block(
+        "algo",
         group_size=4,
         micro_batch_size=3,  # several micro-batches per step, the last one partial
         # c_ref puts the scores near the 0.5 threshold (both predictions occur); every group mixes
-        self_reward=SelfRewardConfig(
-            alpha=0.5, c_ref=-9.53, tau=0.5, filter_threshold=0.0, max_target_logprob=1e9
-        ),
-    )
-    optim = OptimConfig(lr=1e-3, warmup_steps=0, grad_clip=GRAD_CLIP)
+        self_reward={
+            "alpha": 0.5, "beta_v": 0.1, "c_ref": -9.53, "tau": 0.5, "filter_threshold": 0.0,
+            "self_reward_warmup_steps": 0, "max_target_logprob": 1e9,
+        },
+    )  # fmt: skip
+    optim = config_block("optim", lr=1e-3, warmup_steps=0, grad_clip=GRAD_CLIP)
     module = LaserModule(policy, sampler, sampler, length_parity_verifier, algo, optim, z)
     data = DatasetDict(train=records(TRAIN_PROMPTS), eval=records(EVAL_PROMPTS))
     batch_size = len(TRAIN_PROMPTS) // devices  # one step over all prompts
@@ -85,23 +86,23 @@ def build(devices: int) -> tuple[LaserModule, PromptDataModule]:
 def run(out: Path, devices: int) -> None:
     """Validate, take one optimiser step, and write this rank's results to out/rank{r}.pt."""
     module, datamodule = build(devices)
+    last = LastStep()  # the step's StepRecord
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=1,
         check_val_every_n_epoch=None, val_check_interval=100, num_sanity_val_steps=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=out,
+        default_root_dir=out, callbacks=[last],
     )  # fmt: skip
     trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule)
-    samples = module.last_samples
-    rollout, rewards = samples["rollout"], samples["rewards"]
+    rollout, rewards = last.record.rollout, last.record.rewards
     finished = rollout.finished
     result = {
         "params": {n: p.detach().clone() for n, p in module.policy.named_parameters()},
         "grads": {n: p.grad.detach().clone() for n, p in module.policy.named_parameters()},
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
         "val": module.val_history[0],
-        "prompts": samples["batch"].prompts,
+        "prompts": last.record.batch.prompts,
         "num_tokens": int(rollout.response_mask.sum()),
         "num_correct": int((finished & (rewards > 0.5)).sum()),
         "num_incorrect": int((finished & (rewards <= 0.5)).sum()),

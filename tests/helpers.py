@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from lightning import Callback
+from omegaconf import OmegaConf
 
+from laser.configs import SCHEMAS
+from laser.lit.step_record import StepRecord
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.models.loading import build_tiny_model
 from laser.utils.compose import compose_config
 
 _CHAR_TOKENIZER = None
+
+
+class LastStep(Callback):
+    """Keeps the `StepRecord` of the last training step (what `training_step` hands the callbacks)."""
+
+    def __init__(self) -> None:
+        self.record: StepRecord | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.record = StepRecord.of(outputs)
 
 
 def char_tokenizer():
@@ -121,3 +136,17 @@ def compose_train(tmp_path: Path, overrides: list[str] = (), debug: str | None =
     if debug:
         base.append(f"debug={debug}")
     return compose_config([*base, *overrides])
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]):
+    return compose_config(["paths.root_dir=.", "paths.output_dir=.", *overrides])
+
+
+def config_block(group: str, *overrides: str, **changes):
+    """The `group` block (`algo`, `optim`, `data`, ...) of the default run as its schema's object:
+    conf/ composed with `overrides` (command-line syntax, e.g. "algo=grpo"), then `changes` on top
+    (keys of the block; a nested block as a dict of its keys). The way tests build config objects:
+    the values come from the YAML, as in a run (schemas default only what no YAML gives)."""
+    values = OmegaConf.to_container(_composed(tuple(overrides))[group], resolve=True)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SCHEMAS[group]), values, changes))

@@ -310,3 +310,49 @@ def test_the_confidence_figure_and_tables_read_an_evaluations_files(tmp_path: Pa
     assert (
         figures.plot_confidence_scaling(empty, None) is not None and figures.voting_rules_table(empty).empty
     )
+
+
+def _write_run(run_dir: Path, metrics: dict[str, list[float]]) -> Path:
+    """A run directory with a config and a metrics.csv of `metrics` over steps 0, 1, ..."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("task_name: ablate_beta\nalgo:\n  name: laser\n")
+    steps = len(next(iter(metrics.values())))
+    pd.DataFrame({"epoch": [0] * steps, "step": range(steps), **metrics}).to_csv(
+        run_dir / "metrics.csv", index=False
+    )
+    return run_dir
+
+
+def test_a_plot_or_table_asking_for_a_metric_a_run_lacks_names_it_and_the_file(tmp_path: Path):
+    """A run logged before a metric existed (or under another name) is an error, not a "no data"
+    panel; the names come from laser.metric_names."""
+    from laser import metric_names as mn
+
+    acc, f1 = mn.val(mn.ACCURACY), mn.val(mn.SELF_VERIFY_F1)
+    _write_run(tmp_path / "new", {acc: [0.1, 0.2], f1: [0.3, 0.4]})
+    old = _write_run(tmp_path / "old", {acc: [0.5, 0.6], "val/self_verify/f1_renamed": [0.3, 0.4]})
+    df = runs.load_runs(tmp_path)
+    message = rf"metric '{f1}' is not in {old / 'metrics.csv'} \(run 'old'\)"
+    with pytest.raises(runs.MissingMetricError, match=message):
+        runs.final_metrics(df, [acc, f1])
+    with pytest.raises(runs.MissingMetricError, match=message):
+        figures.ablation_table(df, "run")
+    with pytest.raises(runs.MissingMetricError, match=message):
+        figures.plot_curves(df, [acc, f1])
+    with pytest.raises(runs.MissingMetricError, match=message):
+        figures.plot_self_verify(df, split="val", metrics=[mn.SELF_VERIFY_F1])
+    assert runs.final_metrics(df, [acc, f1], required=False).set_index("run").loc["new", f1] == 0.4
+
+
+def test_a_metric_logged_without_values_draws_no_data_instead(tmp_path: Path):
+    from laser import metric_names as mn
+
+    acc, auroc = mn.val(mn.ACCURACY), mn.val(mn.SELF_VERIFY_AUROC)
+    _write_run(tmp_path / "one", {acc: [0.1, 0.2], auroc: [0.7, 0.8]})
+    _write_run(tmp_path / "two", {acc: [0.5, 0.6], auroc: [float("nan")] * 2})  # a class was empty
+    df = runs.load_runs(tmp_path)
+    figures.plot_curves(df, [acc, auroc])
+    final = runs.final_metrics(df, [acc, auroc]).set_index("run")
+    assert final.loc["one", auroc] == 0.8 and pd.isna(final.loc["two", auroc])
+    with pytest.raises(runs.MissingMetricError, match="'val/self_reward/score/mean'"):
+        figures.plot_score_distributions(None, df)  # none of the score summaries

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from laser.configs import ArithmeticTaskConfig, BaseSFTConfig, ModelConfig, RewardConfig, validate
+from laser.configs import ArithmeticTaskConfig, RewardConfig, validate
 from laser.data.arithmetic import (
     ANSWER_MARKER,
     CHECK_OFFSETS,
@@ -31,7 +31,7 @@ from laser.rewards.arithmetic import (
 )
 from laser.rollout.logprobs import sequence_logprobs
 
-from helpers import char_tokenizer, compose_train, tiny_model
+from helpers import char_tokenizer, compose_train, config_block, tiny_model
 
 
 def test_the_check_adds_the_signed_terms_back_from_the_last() -> None:
@@ -172,19 +172,20 @@ def test_a_weighted_verdict_counts_as_that_many_solution_tokens() -> None:
 
 def test_the_verdict_weight_keeps_the_warm_up_key_until_it_is_used() -> None:
     tok = char_tokenizer()
-    model = ModelConfig(name_or_path=None)
+    model = config_block("model", base_sft={"steps": 0})
     key = warmup_key(model, tok, {"task": 1}, 0)
-    old = {k: v for k, v in asdict(model).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
-    del old["base_sft"]["verdict_weight"], old["base_sft"]["seed"]  # the key from before the fields
+    sft = model.base_sft  # the key from before verdict_weight and seed, final_lr_ratio then final_lr_frac
+    old_sft = {"steps": 0, "lr": sft.lr, "final_lr_frac": sft.final_lr_ratio, "batch_size": sft.batch_size}
+    old = {"name_or_path": None, "dtype": "float32", "tiny": asdict(model.tiny), "base_sft": old_sft}
     assert key == config_key({"model": old, "task": {"task": 1}, "vocab": tok.get_vocab(), "seed": 0})
-    weighted = ModelConfig(name_or_path=None, base_sft=BaseSFTConfig(verdict_weight=30.0))
+    weighted = config_block("model", base_sft={"steps": 0, "verdict_weight": 30.0})
     assert warmup_key(weighted, tok, {"task": 1}, 0) != key
 
 
 def test_a_fixed_warm_up_seed_gives_one_base_policy_to_runs_of_any_seed(tmp_path) -> None:
     tok = char_tokenizer()
-    fixed = ModelConfig(name_or_path=None, base_sft=BaseSFTConfig(seed=0))
-    free = ModelConfig(name_or_path=None)
+    fixed = config_block("model", base_sft={"steps": 0, "seed": 0})
+    free = config_block("model", base_sft={"steps": 0})
     assert warmup_key(fixed, tok, {"task": 1}, 0) == warmup_key(free, tok, {"task": 1}, 0)
     weights = {
         (name, run_seed): next(make_base_policy(cfg, tok, None, {}, tmp_path, run_seed).parameters())
@@ -229,10 +230,10 @@ def test_a_scored_check_must_be_the_right_check(tmp_path) -> None:
         assert worked_solution_correct("12+35-7=", response, "40", True)  # unscored: the steps only
     assert not worked_solution_correct("12+35-7=", right, "40", True, "reverse")  # not the task's check
     task = ArithmeticTaskConfig(check="difference", check_errors=0.25)
-    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored"), task)
+    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", score_check=True), task)
     assert verifier([right, wrong_check], ["40", "40"], ["12+35-7="] * 2).tolist() == [1.0, 0.0]
-    with pytest.raises(ValueError, match=r"reward\.check='scored' is invalid"):
-        validate(compose_train(tmp_path, ["reward.check=scored"], debug=None))
+    with pytest.raises(ValueError, match=r"reward\.score_check=True is invalid"):
+        validate(compose_train(tmp_path, ["reward.score_check=true"], debug=None))
 
 
 def test_a_check_credit_pays_an_honest_check_of_a_wrong_fold_only(tmp_path) -> None:
@@ -245,11 +246,11 @@ def test_a_check_credit_pays_an_honest_check_of_a_wrong_fold_only(tmp_path) -> N
     assert honest_checks == [True, True, False, False]
     assert not check_right_for_its_steps("12+35-7=", honest, "reverse")  # the difference is not that check's
     task = ArithmeticTaskConfig(check="difference", check_errors=0.25)
-    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.25), task)
+    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", score_check=True, check_credit=0.25), task)
     rewards = verifier(responses, ["40"] * 4, prompts)
     assert rewards.tolist() == [1.0, 0.0, 0.0, 0.0]  # the verifier's 0/1 are unchanged
     assert verifier.training_rewards(responses, prompts, rewards).tolist() == [1.0, 0.25, 0.0, 0.0]
-    off = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored"), task)
+    off = make_verifier(RewardConfig(kind="arithmetic_steps", score_check=True), task)
     assert off.training_rewards(responses, prompts, rewards) is rewards
     for overrides, match in (
         (["reward.check_credit=0.5"], r"reward\.check_credit=0\.5 is invalid.*data\.task\.check"),
@@ -279,7 +280,7 @@ def test_a_split_check_bent_to_agree_takes_a_wrong_step_of_its_own() -> None:
     assert [check_agrees(r, kind) for r in responses] == [True, False, True, False]
     assert [check_right_for_its_steps(prompt, r, kind) for r in responses] == [True, True, False, False]
     task = ArithmeticTaskConfig(check=kind, check_errors=0.25)
-    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5), task)
+    verifier = make_verifier(RewardConfig(kind="arithmetic_steps", score_check=True, check_credit=0.5), task)
     rewards = verifier(responses, ["40"] * 4, [prompt] * 4)
     assert rewards.tolist() == [1.0, 0.0, 0.0, 0.0]
     assert verifier.training_rewards(responses, [prompt] * 4, rewards).tolist() == [1.0, 0.5, 0.0, 0.0]
@@ -308,14 +309,16 @@ def test_a_flagged_credit_pays_a_wrong_fold_that_ends_in_a_nonzero_difference(tm
     responses = [right, honest, flagged, bent, no_difference, hedged]
     assert [written_difference(r) for r in responses] == [0, 1, 5, 0, None, 3]
     task = ArithmeticTaskConfig(check="split", check_errors=0.25)
-    reward = RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5, credit_for="flagged")
+    reward = RewardConfig(kind="arithmetic_steps", score_check=True, check_credit=0.5, credit_for="flagged")
     verifier = make_verifier(reward, task)
     prompts = [prompt] * len(responses)
     rewards = verifier(responses, ["40"] * len(responses), prompts)
     assert rewards.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     credited = verifier.training_rewards(responses, prompts, rewards)
     assert credited.tolist() == [1.0, 0.5, 0.5, 0.0, 0.0, 0.0]
-    honest_only = make_verifier(RewardConfig(kind="arithmetic_steps", check="scored", check_credit=0.5), task)
+    honest_only = make_verifier(
+        RewardConfig(kind="arithmetic_steps", score_check=True, check_credit=0.5), task
+    )
     credited_honest = honest_only.training_rewards(responses, prompts, rewards)
     assert credited_honest.tolist() == [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
     for overrides, match in (
@@ -327,7 +330,7 @@ def test_a_flagged_credit_pays_a_wrong_fold_that_ends_in_a_nonzero_difference(tm
 
 
 def test_an_unknown_reward_kind_is_an_error_that_lists_the_known_ones() -> None:
-    cfg = RewardConfig()
+    cfg = RewardConfig(kind="math_verify")
     object.__setattr__(cfg, "kind", "bogus")  # past the schema's own check, as a caller might build it
     with pytest.raises(ValueError, match=r"reward\.kind='bogus'.*math_verify.*arithmetic_steps"):
         make_verifier(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,12 +11,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from laser.configs import AlgoConfig, validate
+from laser.assembly import under_current_names
+from laser.configs import RewardConfig, validate
 from laser.run import train
 
 from helpers import compose_train
 
-ROOT = Path(__file__).resolve().parents[1]
 GROUP_CHOICES = [[], ["algo=grpo"], ["logger=csv"], ["callbacks=none"]]
 
 
@@ -196,18 +197,45 @@ def test_the_baseline_presets_set_their_papers_values(tmp_path: Path) -> None:
     assert (gspo.loss_agg, gspo.dual_clip) == ("seq_mean_token_mean", None)
 
 
-def test_the_grpo_preset_restates_the_schema_defaults() -> None:
-    """One home for every default: conf/algo/grpo.yaml, the preset the others build on, gives each
-    policy-gradient key the value its schema field defaults to."""
-    yaml = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "algo" / "grpo.yaml"))
-    schema = asdict(AlgoConfig())
-    for key, value in yaml.items():
-        if key not in ("defaults", "name"):
-            assert value == schema[key], key
-
-
 def test_keeping_dropped_groups_for_the_mse_needs_the_mse(tmp_path: Path) -> None:
     keep = "algo.dynamic_sampling.keep_for_mse=true"
     assert validate(compose_train(tmp_path, ["algo=dapo_laser", keep])).algo.dynamic_sampling.keep_for_mse
     with pytest.raises(ValueError, match=r"algo\.dynamic_sampling\.keep_for_mse=True.*alpha"):
         validate(compose_train(tmp_path, ["algo=dapo", keep]))
+
+
+# -- deprecated names ---------------------------------------------------------------------------
+
+RENAMED = [  # (old override, new key, the value the new key takes)
+    ("model.base_sft.final_lr_frac=0.05", "model.base_sft.final_lr_ratio", 0.05),
+    ("reward.check=scored", "reward.score_check", True),
+    ("reward.check=unscored", "reward.score_check", False),
+]
+
+
+@pytest.mark.parametrize(("override", "new_key", "value"), RENAMED)
+def test_a_deprecated_key_still_works_and_names_its_new_key(tmp_path: Path, caplog, override, new_key, value):
+    extra = ["+experiment=check_split"] if override.startswith("reward.") else []
+    cfg = compose_train(tmp_path, [*extra, override])
+    old_key = override.split("=")[0]
+    with pytest.warns(DeprecationWarning, match=f"{old_key} is deprecated.*use {new_key}"):
+        run = validate(cfg)
+    assert functools.reduce(getattr, new_key.split("."), run) == value
+    assert f"use {new_key}" in caplog.text  # logged too: a DeprecationWarning is hidden by default
+    # the config (saved as the run's config.yaml) holds the new key only
+    assert OmegaConf.select(cfg, new_key) == value and OmegaConf.select(cfg, old_key) is None
+
+
+def test_a_deprecated_key_in_python_moves_to_its_new_name() -> None:
+    with pytest.warns(DeprecationWarning, match=r"reward\.check is deprecated.*reward\.score_check"):
+        reward = RewardConfig(kind="arithmetic_steps", check="scored")
+    assert reward.score_check is True and reward.check is None
+    with pytest.raises(ValueError, match=r"reward\.check='maybe' is invalid.*reward\.score_check=true"):
+        RewardConfig(kind="arithmetic_steps", check="maybe")
+
+
+def test_a_checkpoint_written_under_a_deprecated_key_resumes() -> None:
+    old = {"model": {"base_sft": {"final_lr_frac": 1.0}}, "reward": {"check": "unscored"}}
+    new = {"model": {"base_sft": {"final_lr_ratio": 1.0, "final_lr_frac": None}}}
+    new["reward"] = {"score_check": False, "check": None}
+    assert under_current_names(old) == new == under_current_names(new)

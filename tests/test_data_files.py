@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from laser.catalog import INSTRUCTION
-from laser.configs import ArithmeticTaskConfig, DataConfig, FilesConfig, validate
+from laser.configs import DataConfig, validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.benchmarks import load_benchmark
 from laser.data.sources import build_datasets, dataset_key
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.run import train
 
-from helpers import char_tokenizer, compose_train
+from helpers import char_tokenizer, compose_train, config_block
 
 BENCHMARK_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 CHAT_TEMPLATE = (
@@ -48,7 +48,7 @@ def chat_tokenizer():
 
 
 def files_data(**files) -> DataConfig:
-    return DataConfig(source="files", files=FilesConfig(**files))
+    return config_block("data", "data=math", files=files)
 
 
 # -- building the splits ------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_held_out_problems_seen_in_training_are_reported(tmp_path: Path, train_f
 
 
 def test_the_arithmetic_source_and_its_cache_key_are_unchanged() -> None:
-    cfg = DataConfig()
+    cfg = config_block("data")
     built = build_datasets(cfg, char_tokenizer())
     expected = arithmetic_dataset(**asdict(cfg.task))
     assert built["train"].to_dict() == expected["train"].to_dict()
@@ -156,7 +156,7 @@ def test_the_arithmetic_source_and_its_cache_key_are_unchanged() -> None:
         "seed": 0,
     }
     assert dataset_key(cfg) == before
-    listed = DataConfig(task=ArithmeticTaskConfig(choices=4))
+    listed = config_block("data", task={"choices": 4})
     assert dataset_key(listed) == before | {"choices": 4}
 
 

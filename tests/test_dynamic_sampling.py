@@ -8,7 +8,7 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from laser.configs import AlgoConfig, DynamicSamplingConfig, OptimConfig, OverlongConfig, SelfRewardConfig
+from laser.configs import AlgoConfig
 from laser.data.collate import PromptBatch
 from laser.data.datamodule import ExtraPrompts, PromptDataModule
 from laser.lit.module import LaserModule
@@ -17,9 +17,11 @@ from laser.models.char_tokenizer import build_char_tokenizer
 from laser.rollout.sampler import Sampler
 from laser.rollout.types import Rollout
 
-from helpers import finishing_policy
+from helpers import LastStep, config_block, finishing_policy
 
 G = 2  # responses per prompt in the scripted rounds
+# the self-reward scored and mixed from step 1 (no warm-ups), at the paper's score scale
+NO_WARM_UPS = {"beta_v": 0.1, "reasoning_warmup_steps": 0, "self_reward_warmup_steps": 0}
 
 
 def _rollout(first_row: int, rows: int, finished=None) -> Rollout:
@@ -58,8 +60,8 @@ def _scripted(*round_rewards: list[float]):
 
 
 def _algo(max_extra_rounds: int, keep_for_mse: bool = False) -> AlgoConfig:
-    ds = DynamicSamplingConfig(max_extra_rounds, keep_for_mse)
-    return AlgoConfig(group_size=G, dynamic_sampling=ds, self_reward=SelfRewardConfig(alpha=0.5))
+    ds = {"max_extra_rounds": max_extra_rounds, "keep_for_mse": keep_for_mse}
+    return config_block("algo", group_size=G, dynamic_sampling=ds, self_reward={"alpha": 0.5, **NO_WARM_UPS})
 
 
 def one_process(values: dict) -> dict:
@@ -114,11 +116,11 @@ def test_policy_mask_leaves_out_mse_only_rows_and_truncated_responses() -> None:
     samples = StepSamples(
         _prompts(0), _rollout(0, 4, finished), torch.zeros(4), torch.zeros(4), policy_rows=2
     )
-    algo = AlgoConfig(overlong=OverlongConfig(mask_truncated=True))
+    algo = config_block("algo", overlong={"mask_truncated": True})
     assert policy_mask(samples, algo).any(-1).tolist() == [True, False, False, False]
-    assert policy_mask(samples, AlgoConfig()).any(-1).tolist() == [True, True, False, False]
+    assert policy_mask(samples, config_block("algo")).any(-1).tolist() == [True, True, False, False]
     samples.policy_rows = 4
-    assert policy_mask(samples, AlgoConfig()) is None  # every response token: the default path
+    assert policy_mask(samples, config_block("algo")) is None  # every response token: the default path
     assert samples.rollout.response_mask.all()  # the rollout's own mask is untouched
 
 
@@ -126,9 +128,9 @@ def test_overlong_shaping_adds_the_penalty_to_the_training_rewards_only() -> Non
     rollout = _rollout(0, 2)
     rollout.response_mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])  # lengths 2 and 4 of max 4
     paid = torch.tensor([1.0, 1.0])
-    assert overlong_shaped(paid, rollout, OverlongConfig(), 4) is paid  # off
+    assert overlong_shaped(paid, rollout, config_block("algo").overlong, 4) is paid  # off
     # buffer 0.5 * 4 = 2 tokens: length 2 is free, length 4 (the limit) loses the full 1
-    shaped = overlong_shaped(paid, rollout, OverlongConfig(buffer_frac=0.5), 4)
+    shaped = overlong_shaped(paid, rollout, config_block("algo", overlong={"buffer_frac": 0.5}).overlong, 4)
     assert shaped.tolist() == [1.0, 0.0]
 
 
@@ -187,22 +189,32 @@ def _module(keep_for_mse: bool) -> LaserModule:
     tok = build_char_tokenizer()
     z = tok.convert_tokens_to_ids("<reserved_0>")
     sampler = Sampler(tok, max_new_tokens=8, self_reward_id=z, seed=0)
-    algo = AlgoConfig(
+    algo = config_block(
+        "algo",
         group_size=G,
         micro_batch_size=3,
-        overlong=OverlongConfig(buffer_frac=0.5, mask_truncated=True),
-        dynamic_sampling=DynamicSamplingConfig(max_extra_rounds=2, keep_for_mse=keep_for_mse),
-        self_reward=SelfRewardConfig(alpha=0.5, c_ref=-4.0, max_target_logprob=1e9),
+        overlong={"buffer_frac": 0.5, "mask_truncated": True},
+        dynamic_sampling={"max_extra_rounds": 2, "keep_for_mse": keep_for_mse},
+        self_reward={"alpha": 0.5, "c_ref": -4.0, "max_target_logprob": 1e9, **NO_WARM_UPS},
     )
-    return LaserModule(finishing_policy(tok), sampler, sampler, _ScriptedVerifier(), algo, OptimConfig(), z)
+    return LaserModule(
+        finishing_policy(tok),
+        sampler,
+        sampler,
+        _ScriptedVerifier(),
+        algo,
+        config_block("optim", warmup_steps=0),
+        z,
+    )
 
 
 @pytest.mark.parametrize("keep_for_mse", [False, True])
 def test_a_dapo_step_samples_again_and_logs_what_it_drew(tmp_path, keep_for_mse: bool) -> None:
-    module = _module(keep_for_mse)
+    module, last = _module(keep_for_mse), LastStep()
     trainer = L.Trainer(
         max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[last],
     )  # fmt: skip
     trainer.fit(module, datamodule=_datamodule())
     logged = {k: float(v) for k, v in trainer.logged_metrics.items()}
@@ -211,7 +223,7 @@ def test_a_dapo_step_samples_again_and_logs_what_it_drew(tmp_path, keep_for_mse:
     assert logged["train/rollout/dropped_frac"] == 0.5
     assert logged["train/rollout/rounds"] == 2.0
     assert logged["train/reward/training/mean"] <= logged["train/reward/mean"]  # the overlong penalty
-    rollout, batch, rewards = (module.last_samples[k] for k in ("rollout", "batch", "rewards"))
+    rollout, batch, rewards = last.record.rollout, last.record.batch, last.record.rewards
     assert len(rollout) == (8 if keep_for_mse else 4) and len(batch) * G == len(rollout)
     assert rewards[:4].tolist() == [1.0, 0.0, 1.0, 0.0]  # the policy gradient's groups come first
     assert torch.isfinite(torch.tensor(logged["train/loss/total"]))

@@ -154,13 +154,15 @@ def test_a_training_run_gives_its_response_budget_and_its_scored_check(tmp_path:
     assert evaluate_module.response_budget(cfg, run) == 72  # 48 would cut the run's solutions off
     assert evaluate_module.response_budget(cfg, None) == 48
     assert evaluate_module.response_budget(eval_config(run, tmp_path, "rollout.max_new_tokens=96"), run) == 96
-    check = evaluate_module.run_value(run, "reward.check", "unscored")
-    verifier = evaluate_module.make_eval_verifier(cfg, evaluate_module.run_task(run), check)
+    scored = evaluate_module.run_scores_check(run)
+    verifier = evaluate_module.make_eval_verifier(cfg, evaluate_module.run_task(run), scored)
     honest = "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40"
     wrong_check = "12+35=47, 47-7=40; -7+35=29; 40-12=28, 28-29=-1 #### 40"
     rewards = verifier([honest, wrong_check], ["40", "40"], ["12+35-7=", "12+35-7="])
     assert rewards.tolist() == [1.0, 0.0]  # the run scored its check, so its evaluation does too
-    assert evaluate_module.run_value(None, "reward.check", "unscored") == "unscored"
+    assert evaluate_module.run_scores_check(None) is False
+    OmegaConf.save(trained | {"reward": {"score_check": True, "check": None}}, run / "config.yaml")
+    assert evaluate_module.run_scores_check(run) is True  # the key runs save since the rename
 
 
 class CoinVerifier:
@@ -273,7 +275,7 @@ def test_a_checkpoint_of_an_unfinished_run_names_the_fix(tmp_path: Path) -> None
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     torch.save({"state_dict": {}}, ckpt)
-    with pytest.raises(FileNotFoundError, match="has no exported policy.*resume it"):
+    with pytest.raises(FileNotFoundError, match=r"has no exported policy.*resume it"):
         evaluate_module.resolve_policy(str(ckpt))
 
 

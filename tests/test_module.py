@@ -7,16 +7,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from laser.configs import AlgoConfig, OptimConfig, RewardSourceConfig, SelfRewardConfig
+from laser.configs import OptimConfig
 from laser.data.collate import PromptCollator
 from laser.lit.module import LaserModule
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.rewards.verifier import Verifier
 from laser.rollout.sampler import Sampler
 
-from helpers import add_logit_bias, finishing_policy, tiny_model
+from helpers import LastStep, add_logit_bias, config_block, finishing_policy, tiny_model
 
 PROMPTS = [{"prompt": "12+7-30=", "answer": "-11"}, {"prompt": "3+4=", "answer": "7"}]
+# the self-reward scored and mixed from step 1 (no warm-ups), at the paper's score scale
+SCORE_FROM_STEP_1 = {"beta_v": 0.1, "reasoning_warmup_steps": 0, "self_reward_warmup_steps": 0}
 
 
 def make_module(
@@ -32,17 +34,24 @@ def make_module(
     policy = finishing_policy(tok)
     z = tok.convert_tokens_to_ids("<reserved_0>")
     sampler = Sampler(tok, max_new_tokens=12, self_reward_id=z, seed=0)
-    algo = AlgoConfig(
+    algo = config_block(
+        "algo",
         group_size=4,
         micro_batch_size=micro_batch_size,
         kl_beta=kl_beta,
         loss_agg=agg,
-        self_reward=SelfRewardConfig(alpha=0.5, c_ref=c_ref, max_target_logprob=1e9, **self_reward),
-        reward_source=RewardSourceConfig(self_after_step=self_after_step),
+        self_reward={
+            "alpha": 0.5,
+            "c_ref": c_ref,
+            "max_target_logprob": 1e9,
+            **SCORE_FROM_STEP_1,
+            **self_reward,
+        },
+        reward_source={"self_after_step": self_after_step},
     )
     reference = tiny_model(tok)
     module = LaserModule(
-        policy, sampler, sampler, Verifier(), algo, optim or OptimConfig(), z,
+        policy, sampler, sampler, Verifier(), algo, optim or config_block("optim", warmup_steps=0), z,
         reference=reference if algo.needs_reference else None,
     )  # fmt: skip
     module.c_ref.fill_(-4.0) if c_ref == "auto" else None
@@ -72,12 +81,12 @@ def test_micro_batch_size_does_not_change_the_gradient(agg: str, kl_beta: float,
         torch.testing.assert_close(full, micro, rtol=1e-5, atol=1e-7)
 
 
-def fit(module: LaserModule, tmp_path, max_steps: int) -> L.Trainer:
+def fit(module: LaserModule, tmp_path, max_steps: int, callbacks=()) -> L.Trainer:
     """`max_steps` training steps on PROMPTS, two prompts a step, without logger or checkpoints."""
     loader = DataLoader(PROMPTS, batch_size=2, collate_fn=PromptCollator(module.sampler.tokenizer))
     trainer = L.Trainer(
         max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        default_root_dir=tmp_path, enable_model_summary=False,
+        default_root_dir=tmp_path, enable_model_summary=False, callbacks=list(callbacks),
     )  # fmt: skip
     trainer.fit(module, train_dataloaders=loader)
     return trainer
@@ -103,8 +112,22 @@ def test_training_step_updates_every_parameter_and_logs_metrics(tmp_path) -> Non
     assert trainer.logged_metrics["train/rollout_logp_gap/max"] < 1e-5  # sampled = trained policy
 
 
+def test_the_step_hands_the_callbacks_what_it_trained_on(tmp_path) -> None:
+    """training_step's outputs carry the step's StepRecord; the module keeps no copy of it."""
+    module, last = make_module(micro_batch_size=8, reasoning_warmup_steps=1), LastStep()
+    fit(module, tmp_path, max_steps=2, callbacks=[last])
+    record = last.record
+    assert record.batch.prompts == [p["prompt"] for p in PROMPTS] and len(record.rollout) == 8
+    assert record.rewards.shape == (8,) and record.ref is None
+    assert (record.phase.step, record.phase.alpha) == (2, 0.5)  # step 1 was the reasoning warm-up
+    assert module.phase(1).alpha == 0.0
+    assert not hasattr(module, "last_samples")
+
+
 def test_learning_rate_decays_to_its_final_ratio_at_the_last_step(tmp_path) -> None:
-    module = make_module(micro_batch_size=8, optim=OptimConfig(lr=1e-3, final_lr_ratio=0.1))
+    module = make_module(
+        micro_batch_size=8, optim=config_block("optim", lr=1e-3, final_lr_ratio=0.1, warmup_steps=0)
+    )
     trainer = fit(module, tmp_path, max_steps=3)
     # steps 1, 2, 3 use 1e-3, 5.5e-4, 1e-4: the last step is at the floor
     assert trainer.logged_metrics["train/policy/lr"].item() == pytest.approx(1e-4)
@@ -114,7 +137,7 @@ SFT = {"loss": "sft", "incorrect_token": "<reserved_1>"}
 
 
 def test_sft_gradient_does_not_depend_on_micro_batches_and_logs_its_loss() -> None:
-    grads = []
+    grads, losses = [], []
     for micro in (8, 3):
         module = make_module(micro, **SFT)
         batch = PromptCollator(module.sampler.tokenizer)(PROMPTS)
@@ -124,8 +147,10 @@ def test_sft_gradient_does_not_depend_on_micro_batches_and_logs_its_loss() -> No
         stats = module.accumulate_gradients(rollout, rewards, torch.linspace(-1, 1, 8), None, 0.5)
         assert stats["self_reward/ce"] > 0 and "self_verify/ece" in stats
         grads.append(_grads(module))
+        losses.append(stats["self_reward/ce"].item())
     for full, micro in zip(*grads, strict=True):
         torch.testing.assert_close(full, micro, rtol=1e-5, atol=1e-7)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)  # the step's loss: its shares summed
 
 
 def test_sft_second_verdict_token_is_never_sampled() -> None:

@@ -11,13 +11,13 @@ from laser.algo.dynamic_sampling import fill_order, group_rows
 from laser.algo.importance import importance_log_ratio, truncated_is_weights
 from laser.algo.kl import kl_estimate, kl_penalty
 from laser.algo.masked import aggregate_loss, masked_mean, masked_sum
-from laser.algo.objective import laser_objective
+from laser.algo.objective import OBJECTIVE_STATS, laser_objective
 from laser.algo.overlong import mask_truncated, overlong_penalty
 from laser.algo.policy_loss import clipped_policy_loss
 from laser.algo.scaling import best_of_k, pass_at_k, scaling_curves, vote
-from laser.algo.schedule import lr_factor, self_reward_only, self_reward_phase, switch_step
+from laser.algo.schedule import StepPhase, lr_factor, step_phase, switch_step
 from laser.algo.self_reward import check_c_ref, self_reward_ce, self_reward_mse, self_reward_score
-from laser.algo.stats import average_ranks, summarize
+from laser.algo.stats import MicroBatchStats, Reduction, average_ranks, summarize
 from laser.algo.verification import (
     auroc,
     best_threshold_f1,
@@ -30,6 +30,10 @@ from laser.algo.verification import (
 )
 
 __all__ = [
+    "OBJECTIVE_STATS",
+    "MicroBatchStats",
+    "Reduction",
+    "StepPhase",
     "aggregate_loss",
     "auroc",
     "average_ranks",
@@ -59,11 +63,10 @@ __all__ = [
     "self_reward_as_reward",
     "self_reward_ce",
     "self_reward_mse",
-    "self_reward_only",
-    "self_reward_phase",
     "self_reward_score",
     "self_verify_metrics",
     "spearman",
+    "step_phase",
     "summarize",
     "switch_step",
     "truncated_is_weights",

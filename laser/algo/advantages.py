@@ -9,6 +9,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from laser import metric_names as names
+
 
 def _check_groups(n: int, group_size: int) -> None:
     """Raise ValueError unless ``n`` responses split into whole groups of ``group_size >= 2``."""
@@ -157,5 +159,5 @@ def self_reward_advantages(
     a_s = (s - s.mean(dim=-1, keepdim=True)) / safe_std  # (B, K)
     a_s = torch.where(keep, a_s.to(v_adv.dtype), v_adv.view(-1, group_size)).reshape(-1)  # (N,)
     adv = (1.0 - tau) * v_adv + tau * a_s  # (N,)
-    stats = {"self_reward/filtered_frac": (~keep).float().mean()}
+    stats = {names.FILTERED_FRAC: (~keep).float().mean()}
     return adv, stats

@@ -8,10 +8,18 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from laser import metric_names as names
 from laser.algo.kl import MAX_LOG_RATIO
 from laser.algo.masked import masked_mean
+from laser.algo.stats import Reduction
 
 RatioLevel = Literal["token", "sequence"]
+
+# the stats of `truncated_is_weights`, and how a step's micro-batches combine them
+IS_STATS = {
+    names.ROLLOUT_IS_MEAN: Reduction.TOKEN_MEAN,
+    names.ROLLOUT_IS_TRUNCATED_FRAC: Reduction.TOKEN_MEAN,
+}
 
 
 def importance_log_ratio(log_ratio: Tensor, mask: Tensor, level: RatioLevel) -> Tensor:
@@ -77,7 +85,7 @@ def truncated_is_weights(
     ratio = torch.exp(log_ratio)  # (N, T)
     weights = torch.where(mask.bool(), ratio.clamp(max=cap), torch.zeros_like(ratio))  # (N, T)
     stats = {
-        "rollout_is/mean": masked_mean(weights, mask),
-        "rollout_is/truncated_frac": masked_mean((ratio > cap).float(), mask),
+        names.ROLLOUT_IS_MEAN: masked_mean(weights, mask),
+        names.ROLLOUT_IS_TRUNCATED_FRAC: masked_mean((ratio > cap).float(), mask),
     }
     return weights, stats

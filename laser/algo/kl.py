@@ -7,9 +7,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from laser import metric_names as names
 from laser.algo.masked import AggMode, aggregate_loss, masked_mean
+from laser.algo.stats import Reduction
 
 KLEstimator = Literal["k1", "k3"]
+
+# the stats of `kl_penalty`, and how a step's micro-batches combine them
+KL_STATS = {names.KL_MEAN: Reduction.TOKEN_MEAN}
 
 # Log-ratios are clamped to this range before exponentiating (as verl does), so padded or
 # diverged positions cannot produce inf and poison gradients through torch.where.
@@ -70,4 +75,4 @@ def kl_penalty(
     """
     kl = kl_estimate(ref_logp - logp, estimator)  # (N, T)
     loss = aggregate_loss(kl, mask, agg, num_tokens, num_seqs, norm_length)
-    return loss, {"kl/mean": masked_mean(kl.detach(), mask)}
+    return loss, {names.KL_MEAN: masked_mean(kl.detach(), mask)}

@@ -7,11 +7,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from laser.algo.importance import RatioLevel, truncated_is_weights
-from laser.algo.kl import KLEstimator, kl_penalty
+from laser import metric_names as names
+from laser.algo.importance import IS_STATS, RatioLevel, truncated_is_weights
+from laser.algo.kl import KL_STATS, KLEstimator, kl_penalty
 from laser.algo.masked import AggMode
-from laser.algo.policy_loss import clipped_policy_loss
-from laser.algo.self_reward import VerifyLoss, self_reward_ce, self_reward_mse, self_reward_score
+from laser.algo.policy_loss import POLICY_LOSS_STATS, clipped_policy_loss
+from laser.algo.self_reward import (
+    CE_STATS,
+    MSE_STATS,
+    VerifyLoss,
+    self_reward_ce,
+    self_reward_mse,
+    self_reward_score,
+)
+from laser.algo.stats import Reduction
+
+# every stat `laser_objective` gives, and how a step's micro-batches combine them
+OBJECTIVE_STATS = {
+    **POLICY_LOSS_STATS,
+    **IS_STATS,
+    **KL_STATS,
+    **MSE_STATS,
+    **CE_STATS,
+    names.LOSS_TOTAL: Reduction.SHARE,
+}
 
 
 def _kl_term(
@@ -147,7 +166,8 @@ def laser_objective(
         norm_length: The constant of ``agg="seq_mean_token_sum_norm"`` (Dr. GRPO).
 
     Returns:
-        ``(loss, stats)``: scalar loss and the stats of every term plus ``loss/total``.
+        ``(loss, stats)``: scalar loss and the stats of every term plus ``loss/total``, each
+        declared in :data:`OBJECTIVE_STATS` with its reduction over micro-batches.
 
     Raises:
         ValueError: If ``alpha < 0``, ``kl_beta < 0``, ``kl_beta > 0`` without ``ref_logp``,
@@ -173,5 +193,5 @@ def laser_objective(
         loss = loss + kl_beta * kl_loss
     if alpha > 0:
         loss = loss + alpha * sr_loss
-    stats = {**stats, **is_stats, **kl_stats, **sr_stats, "loss/total": loss.detach()}
+    stats = {**stats, **is_stats, **kl_stats, **sr_stats, names.LOSS_TOTAL: loss.detach()}
     return loss, stats

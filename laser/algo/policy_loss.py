@@ -6,9 +6,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from laser import metric_names as names
 from laser.algo.importance import RatioLevel, importance_log_ratio
 from laser.algo.kl import MAX_LOG_RATIO, kl_estimate
 from laser.algo.masked import AggMode, aggregate_loss, masked_mean
+from laser.algo.stats import Reduction
+
+# the stats of `clipped_policy_loss`, and how a step's micro-batches combine them
+POLICY_LOSS_STATS = {
+    names.POLICY_LOSS: Reduction.SHARE,  # normalised by the step's counts
+    names.POLICY_CLIPFRAC: Reduction.TOKEN_MEAN,
+    names.POLICY_DUAL_CLIPFRAC: Reduction.TOKEN_MEAN,
+    names.POLICY_APPROX_KL: Reduction.TOKEN_MEAN,
+}
 
 
 def _dual_clip(clipped: Tensor, adv: Tensor, dual_clip: float | None) -> tuple[Tensor, Tensor]:
@@ -94,9 +104,9 @@ def clipped_policy_loss(
         loss_mat = loss_mat * is_weights.detach()  # (N, T)
     loss = aggregate_loss(loss_mat, mask, agg, num_tokens, num_seqs, norm_length)
     stats = {
-        "policy/loss": loss.detach(),
-        "policy/clipfrac": masked_mean((clipped_branch > unclipped).float(), mask),
-        "policy/dual_clipfrac": masked_mean(dual_active.float(), mask),
-        "policy/approx_kl": masked_mean(kl_estimate(log_ratio.detach(), "k3"), mask),
+        names.POLICY_LOSS: loss.detach(),
+        names.POLICY_CLIPFRAC: masked_mean((clipped_branch > unclipped).float(), mask),
+        names.POLICY_DUAL_CLIPFRAC: masked_mean(dual_active.float(), mask),
+        names.POLICY_APPROX_KL: masked_mean(kl_estimate(log_ratio.detach(), "k3"), mask),
     }
     return loss, stats

@@ -1,28 +1,78 @@
 """When each self-reward term is active: the warm-ups (E7) and the switch to the self-reward as the
-only reward (paper section 5)."""
+only reward (paper section 5), as one :class:`StepPhase` per training step."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def self_reward_phase(
-    step: int, reasoning_warmup_steps: int, self_reward_warmup_steps: int
-) -> tuple[bool, bool]:
-    """Which self-reward terms are active at a training step (E7, steps counted from 1).
 
-    The MSE (E5) starts once step > w_r; advantage mixing (E6) once step > w_r + w_sr, i.e.
-    w_sr counts after w_r (official code).
+@dataclass(frozen=True)
+class StepPhase:
+    """Which terms of LaSeR's objective are on at one training step (:func:`step_phase`).
+
+    Attributes:
+        step: The optimiser step, 1-based.
+        alpha: The weight of the verification loss l_SR (E4, E5) at this step: the configured
+            alpha once the reasoning warm-up is over, and 0 during it and after the switch (its
+            target is the verifier's reward, which then trains nothing).
+        mixing: The self-reward is mixed into the verifier's advantages (E6).
+        self_only: The self-reward is the only reward (after the switch step); the verifier's
+            reward is only logged.
+    """
+
+    step: int
+    alpha: float
+    mixing: bool
+    self_only: bool
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got alpha={self.alpha}")
+        if self.mixing and self.self_only:
+            raise ValueError("a step mixes the self-reward into the advantages or uses it alone, not both")
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether the rollout must be scored as it is sampled: the advantages use the self-reward."""
+        return self.mixing or self.self_only
+
+
+def step_phase(
+    step: int,
+    *,
+    alpha: float,
+    tau: float,
+    reasoning_warmup_steps: int,
+    self_reward_warmup_steps: int,
+    switch: int | None,
+) -> StepPhase:
+    """The terms that are on at a training step (E7 and the switch, steps counted from 1).
+
+    The verification loss (E5, weight ``alpha``) is on once step > w_r; advantage mixing (E6,
+    weight ``tau``) once step > w_r + w_sr, i.e. w_sr counts after w_r (official code). After the
+    switch step the self-reward is the only reward: no mixing, and no verification loss.
 
     Args:
         step: Current optimiser step, 1-based.
-        reasoning_warmup_steps: w_r, steps of plain RLVR before the MSE is added.
-        self_reward_warmup_steps: w_sr, further steps of MSE-only before mixing starts.
+        alpha: The configured weight of the verification loss, >= 0 (0: never on, as in GRPO).
+        tau: The configured weight of the self-reward in the advantages (0: never mixed).
+        reasoning_warmup_steps: w_r, steps of plain RLVR before the verification loss is added.
+        self_reward_warmup_steps: w_sr, further steps of verification loss only before mixing.
+        switch: The switch step from :func:`switch_step` (the last step rewarded by the
+            verifier), or None (never).
 
     Returns:
-        ``(mse_on, mixing_on)``.
+        The step's :class:`StepPhase`.
     """
-    mse_on = step > reasoning_warmup_steps
+    self_only = switch is not None and step > switch
+    loss_on = step > reasoning_warmup_steps and not self_only
     mixing_on = step > reasoning_warmup_steps + self_reward_warmup_steps
-    return mse_on, mixing_on
+    return StepPhase(
+        step=step,
+        alpha=alpha if loss_on else 0.0,
+        mixing=mixing_on and tau > 0 and not self_only,
+        self_only=self_only,
+    )
 
 
 def switch_step(self_after_step: float | None, max_steps: int) -> int | None:
@@ -54,19 +104,6 @@ def switch_step(self_after_step: float | None, max_steps: int) -> int | None:
             f"self_after_step={self_after_step} must be a whole number of steps >= 0 or a fraction in (0, 1)"
         )
     return int(self_after_step)
-
-
-def self_reward_only(step: int, switch: int | None) -> bool:
-    """Whether the self-reward is the only reward at a step (1-based): after the switch step.
-
-    Args:
-        step: Current optimiser step, 1-based.
-        switch: The switch step from :func:`switch_step`, or None (never).
-
-    Returns:
-        True when ``step > switch``.
-    """
-    return switch is not None and step > switch
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, final_lr_ratio: float) -> float:

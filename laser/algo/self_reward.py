@@ -9,9 +9,20 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from laser.algo.stats import summarize
+from laser import metric_names as names
+from laser.algo.stats import Reduction, summarize
 
 VerifyLoss = Literal["mse", "sft"]
+
+# the stats of `self_reward_mse` and of `self_reward_ce`, and how a step's micro-batches combine
+# them. The MSE and the per-class summaries are computed again over the whole step (the module's
+# self-reward metrics, with the same counts): a micro-batch may lack a class.
+MSE_STATS = {
+    names.SELF_REWARD_MSE: Reduction.STEP,
+    **dict.fromkeys(names.summary_names(names.SCORE_CORRECT), Reduction.STEP),
+    **dict.fromkeys(names.summary_names(names.SCORE_INCORRECT), Reduction.STEP),
+}
+CE_STATS = {names.SELF_REWARD_CE: Reduction.SHARE}  # normalised by the step's counts
 
 
 def self_reward_score(
@@ -159,9 +170,9 @@ def self_reward_mse(
     sq_err = torch.where(done, weight * (scores - target) ** 2, 0.0)  # (N,)
     loss = sq_err.sum() / total
     stats = {
-        "self_reward/mse": loss.detach(),
-        **summarize("self_reward/score_correct", scores, correct),
-        **summarize("self_reward/score_incorrect", scores, incorrect),
+        names.SELF_REWARD_MSE: loss.detach(),
+        **summarize(names.SCORE_CORRECT, scores, correct),
+        **summarize(names.SCORE_INCORRECT, scores, incorrect),
     }
     return loss, stats
 
@@ -199,4 +210,4 @@ def self_reward_ce(
     weight, total, correct, _ = _row_weights(z_logp, rewards, finished, balanced, num_correct, num_incorrect)
     nll = -torch.where(correct, z_logp, incorrect_logp)  # (N,)
     loss = torch.where(finished.bool(), weight * nll, 0.0).sum() / total
-    return loss, {"self_reward/ce": loss.detach()}
+    return loss, {names.SELF_REWARD_CE: loss.detach()}

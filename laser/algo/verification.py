@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from laser import metric_names as names
 from laser.algo.masked import masked_mean
 from laser.algo.stats import average_ranks
 
@@ -140,13 +141,14 @@ def self_verify_metrics(
     fn = (keep & ~pred & pos).sum().float()
     pr_denom = 2.0 * tp + fp + fn
     pr_f1 = torch.where(pr_denom > 0, 2.0 * tp / torch.where(pr_denom > 0, pr_denom, 1.0), 0.0)
+    ece = expected_calibration_error(s[keep].clamp(0.0, 1.0), pos[keep], num_bins)
     return {
-        "self_verify/acc_correct": acc_c,
-        "self_verify/acc_incorrect": acc_i,
-        "self_verify/f1": _harmonic_mean(acc_c, acc_i),
-        "self_verify/pr_f1": pr_f1,
-        "self_verify/auroc": auroc(s[keep], pos[keep]).float(),
-        "self_verify/ece": expected_calibration_error(s[keep].clamp(0.0, 1.0), pos[keep], num_bins).float(),
+        names.SELF_VERIFY_ACC_CORRECT: acc_c,
+        names.SELF_VERIFY_ACC_INCORRECT: acc_i,
+        names.SELF_VERIFY_F1: _harmonic_mean(acc_c, acc_i),
+        names.SELF_VERIFY_PR_F1: pr_f1,
+        names.SELF_VERIFY_AUROC: auroc(s[keep], pos[keep]).float(),
+        names.SELF_VERIFY_ECE: ece.float(),
     }
 
 
@@ -256,8 +258,9 @@ def length_correlations(
     """
     keep = torch.ones_like(scores, dtype=torch.bool) if valid is None else valid.bool()  # (N,)
     pos = rewards.detach() > 0.5  # (N,)
-    rows = {"": keep, "_correct": keep & pos, "_incorrect": keep & ~pos}
-    return {
-        f"self_verify/length_spearman{suffix}": spearman(scores[m], lengths[m].double()).float()
-        for suffix, m in rows.items()
+    rows = {
+        names.SELF_VERIFY_LENGTH_SPEARMAN: keep,
+        names.SELF_VERIFY_LENGTH_SPEARMAN_CORRECT: keep & pos,
+        names.SELF_VERIFY_LENGTH_SPEARMAN_INCORRECT: keep & ~pos,
     }
+    return {name: spearman(scores[m], lengths[m].double()).float() for name, m in rows.items()}

@@ -46,6 +46,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
+from laser import metric_names as names
 from laser.assembly import build_module, load_inputs, make_trainer
 from laser.configs import RunConfig, validate
 from laser.utils.compose import compose_config
@@ -68,20 +69,21 @@ class StageClock(Callback):
         self.steps: list[dict[str, float]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/tokens/")}
-        self.steps.append(logged | {f"train/{k}": v for k, v in pl_module.timer.stats().items()})
+        tokens = (names.train(names.TOKENS_RESPONSE), names.train(names.TOKENS_PROMPT))
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k in tokens}
+        self.steps.append(logged | {names.train(k): v for k, v in pl_module.timer.stats().items()})
 
     def measured(self, warmup: int) -> list[dict[str, float]]:
         """The steps after the warm-up, by stage (`rollout` = sample minus score; `other` = the
         step minus every timed stage) and with their token counts."""
         steps = []
         for raw in self.steps[warmup:]:
-            timed = {k: raw.get(f"train/timing_s/{k}", 0.0) for k in LOGGED}
+            timed = {k: raw.get(names.train(names.timing(k)), 0.0) for k in LOGGED}
             s = {"rollout": timed["sample"] - timed["score"], "reward": timed["verify"]}
             s |= {k: timed[k] for k in ("score", "reference", "update", "step")}
             s["other"] = s["step"] - sum(s[k] for k in STAGES if k != "other")
-            s["generated_tokens"] = raw.get("train/tokens/response", 0.0)
-            s["training_tokens"] = s["generated_tokens"] + raw.get("train/tokens/prompt", 0.0)
+            s["generated_tokens"] = raw.get(names.train(names.TOKENS_RESPONSE), 0.0)
+            s["training_tokens"] = s["generated_tokens"] + raw.get(names.train(names.TOKENS_PROMPT), 0.0)
             steps.append(s)
         return steps
 

@@ -33,6 +33,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from laser import metric_names as names
 from laser.assembly import check_self_reward, make_samplers
 from laser.configs import validate
 from laser.data.arithmetic import arithmetic_dataset
@@ -71,7 +72,7 @@ class FromBase(Callback):
         self.optimiser = copy.deepcopy(trainer.optimizers[0].state_dict())
 
     def on_train_batch_end(self, trainer, module, *args) -> None:
-        self.tokens.append(int(trainer.callback_metrics["train/tokens/response"]))  # what the step logged
+        self.tokens.append(int(trainer.callback_metrics[names.train(names.TOKENS_RESPONSE)]))  # as logged
         module.policy.load_state_dict(self.weights)
         trainer.optimizers[0].load_state_dict(self.optimiser)
 

@@ -199,33 +199,20 @@ def _check_choices(choices: int, bounds: tuple[int, int]) -> None:
         )
 
 
-def arithmetic_dataset(
-    train_size: int = 20000,
-    eval_size: int = 1024,
-    num_operands: int = 3,
-    max_operand: int = 40,
-    ops: str = "+-",
-    seed: int = 0,
-    choices: int = 0,
-    check: str = "none",
-    check_errors: float = 0.0,
-    check_verdicts: str = "",
-) -> DatasetDict:
-    """Deterministic train / held-out eval splits (no expression appears in both).
+def arithmetic_dataset(**settings) -> DatasetDict:
+    """Deterministic train / held-out eval splits (no expression appears in both) of the task the
+    `settings` describe: the fields of `ArithmeticTaskConfig` (`data.task`), whose defaults and
+    rules they take (a bad one raises).
 
     Columns: `prompt`, `solution` (worked, for the supervised warm-up) and `answer`; with
     `check_errors` > 0 also `given` (context of the warm-up's target, without loss; "" on most rows)
     and, with two `check_verdicts` characters, `verdict`: the first on rows whose steps are right,
     the second on practice rows (the warm-up writes it after EOS).
     """
-    ArithmeticTaskConfig(  # one source for the settings' rules: raises on bad ones
-        num_operands=num_operands, max_operand=max_operand, ops=ops, train_size=train_size,
-        eval_size=eval_size, seed=seed, choices=choices, check=check, check_errors=check_errors,
-        check_verdicts=check_verdicts,
-    )  # fmt: skip
-    rng = random.Random(seed)
-    args = (train_size + eval_size, num_operands, max_operand, ops, rng, choices, check)
-    problems = _sample_problems(*args)
+    task = ArithmeticTaskConfig(**settings)
+    rng = random.Random(task.seed)
+    args = (task.train_size + task.eval_size, task.num_operands, task.max_operand, task.ops, rng)
+    problems = _sample_problems(*args, task.choices, task.check)
 
     def to_dataset(items: list[ArithmeticProblem], practice: float = 0.0) -> Dataset:
         columns = {
@@ -234,13 +221,13 @@ def arithmetic_dataset(
             "answer": [p.answer for p in items],
         }
         if practice:
-            add_practice_rows(columns, items, practice, random.Random(seed + 1), check)
-            if check_verdicts:
-                columns["verdict"] = [check_verdicts[bool(g)] for g in columns["given"]]
+            add_practice_rows(columns, items, practice, random.Random(task.seed + 1), task.check)
+            if task.check_verdicts:
+                columns["verdict"] = [task.check_verdicts[bool(g)] for g in columns["given"]]
         return Dataset.from_dict(columns)
 
-    train = to_dataset(problems[eval_size:], check_errors)
-    return DatasetDict(train=train, eval=to_dataset(problems[:eval_size]))
+    train = to_dataset(problems[task.eval_size :], task.check_errors)
+    return DatasetDict(train=train, eval=to_dataset(problems[: task.eval_size]))
 
 
 def add_practice_rows(

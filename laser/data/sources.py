@@ -15,16 +15,10 @@ from datasets import Dataset, DatasetDict
 from laser.configs import DataConfig, FilesConfig
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.benchmarks import BENCHMARKS, load_benchmark, load_training_set
-from laser.utils.keys import without_off_values
+from laser.utils.keys import cache_view
 
 log = logging.getLogger(__name__)
 _USE_CHAT_TEMPLATE = {"auto": None, "chat": True, "plain": False}
-_ADDED_TASK_FIELDS = {
-    "choices": 0,
-    "check": "none",
-    "check_errors": 0.0,
-    "check_verdicts": "",
-}  # and their "off" values
 
 
 def build_datasets(cfg: DataConfig, tokenizer) -> DatasetDict:
@@ -38,11 +32,11 @@ def build_datasets(cfg: DataConfig, tokenizer) -> DatasetDict:
 
 
 def dataset_key(cfg: DataConfig) -> dict:
-    """What the data depends on, as part of cache keys (the arithmetic task's block, as before;
-    fields added since are left out at their "off" value, so existing caches stay valid)."""
+    """What the data depends on, as part of cache keys: the source's block (`cache_view`: fields
+    added since caches were made are left out at their neutral value, so existing caches stay valid)."""
     if cfg.source != "arithmetic":
-        return {"files": asdict(cfg.files)}
-    return without_off_values(asdict(cfg.task), _ADDED_TASK_FIELDS)
+        return {"files": cache_view(cfg.files)}
+    return cache_view(cfg.task)
 
 
 def files_dataset(cfg: FilesConfig, tokenizer) -> DatasetDict:

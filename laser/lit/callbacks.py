@@ -12,7 +12,9 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
+from laser import metric_names as names
 from laser.algo import self_reward_score
+from laser.lit.step_record import StepRecord
 from laser.rollout.logprobs import sequence_logprobs
 
 COLUMNS = ["step", "prompt", "response", "answer", "reward", "self_reward", "finished"]
@@ -23,15 +25,15 @@ def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
 
 
 @torch.no_grad()
-def training_sample_scores(module: LightningModule, samples: dict) -> torch.Tensor | None:
-    """(N,) self-reward scores of the last training rollout (NaN where truncated), or None without a token.
+def training_sample_scores(module: LightningModule, record: StepRecord) -> torch.Tensor | None:
+    """(N,) self-reward scores of a training step's rollout (NaN where truncated), or None without a token.
 
     The rollout's own scores when it was scored (advantage mixing on); otherwise one no-grad forward
     of the policy as it is now, i.e. after that step's update.
     """
     if module.self_reward_id is None:
         return None
-    rollout = samples["rollout"]
+    rollout = record.rollout
     z_logp = rollout.z_logp
     if z_logp is None:
         z_logp = torch.cat(
@@ -40,7 +42,7 @@ def training_sample_scores(module: LightningModule, samples: dict) -> torch.Tens
                 for mb in rollout.split(module.algo.micro_batch_size)
             ]
         )
-    scores = self_reward_score(z_logp, module.c_ref_for(samples["ref"]), module.sr.beta_v, module.sr.loss)
+    scores = self_reward_score(z_logp, module.c_ref_for(record.ref), module.sr.beta_v, module.sr.loss)
     return scores.masked_fill(~rollout.finished, float("nan"))
 
 
@@ -48,7 +50,7 @@ class WandbCompletionsTable(Callback):
     """Every `every_n_steps` training steps, log `train/samples`: the first `max_rows` completions of
     the step's rollout (prompt, response, answer, verifier reward, self-reward score).
 
-    It reads `module.last_samples` ({batch, rollout, rewards, ref}), set by the training step.
+    It reads the step's `StepRecord`, which the module's `training_step` returns in its outputs.
     """
 
     def __init__(self, every_n_steps: int = 100, max_rows: int = 16) -> None:
@@ -59,28 +61,28 @@ class WandbCompletionsTable(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx):
         loggers = wandb_loggers(trainer)
-        samples = getattr(pl_module, "last_samples", None)
+        record = StepRecord.of(outputs)
         step = trainer.global_step
-        if not loggers or samples is None or step % self.every_n_steps != 0:
+        if not loggers or record is None or step % self.every_n_steps != 0:
             return
-        rows = self.rows(pl_module, samples, step)
+        rows = self.rows(pl_module, record, step)
         for logger in loggers:
-            logger.log_table("train/samples", columns=COLUMNS, data=rows, step=step)
+            logger.log_table(names.train(names.SAMPLES_TABLE), columns=COLUMNS, data=rows, step=step)
 
-    def rows(self, module: LightningModule, samples: dict, step: int) -> list[list]:
-        n = min(self.max_rows, len(samples["rollout"]))
-        rollout = samples["rollout"].rows(slice(0, n))
-        group_size = len(samples["rollout"]) // len(samples["batch"])
-        scores = training_sample_scores(module, samples)
+    def rows(self, module: LightningModule, record: StepRecord, step: int) -> list[list]:
+        n = min(self.max_rows, len(record.rollout))
+        rollout = record.rollout.rows(slice(0, n))
+        group_size = len(record.rollout) // len(record.batch)
+        scores = training_sample_scores(module, record)
         texts = module.sampler.decode(rollout)
-        batch = samples["batch"]
+        batch = record.batch
         return [
             [
                 step,
                 batch.prompts[i // group_size],
                 texts[i],
                 batch.answers[i // group_size],
-                float(samples["rewards"][i]),
+                float(record.rewards[i]),
                 None if scores is None or scores[i].isnan() else float(scores[i]),
                 bool(rollout.finished[i]),
             ]
@@ -130,7 +132,8 @@ class WandbSelfRewardHistograms(Callback):
         for label, mask in (("correct", rewards > 0.5), ("incorrect", rewards <= 0.5)):
             if mask.any():
                 values = scores[mask].numpy()
-                hists[f"val/self_reward/hist/{label}"] = wandb.Histogram(values, num_bins=self.num_bins)
+                name = names.val(names.stat(names.SCORE_HISTOGRAM, label))
+                hists[name] = wandb.Histogram(values, num_bins=self.num_bins)
         self._scores.clear()
         self._rewards.clear()
         for logger in wandb_loggers(trainer):
@@ -161,12 +164,13 @@ class PeakMemoryMonitor(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx):
         if trainer.global_step % trainer.log_every_n_steps != 0:  # global_step counts this step already
             return
-        metrics = {"train/memory/peak_rss_gib": peak_rss_gib()}
+        metrics = {names.train(names.MEMORY_PEAK_RSS_GIB): peak_rss_gib()}
         timer = getattr(pl_module, "timer", None)
         if timer is not None:
-            metrics |= {f"train/{name}": seconds for name, seconds in timer.stats().items()}
+            metrics |= {names.train(name): seconds for name, seconds in timer.stats().items()}
         if pl_module.device.type == "cuda":
-            metrics["train/memory/peak_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+            peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+            metrics[names.train(names.MEMORY_PEAK_GIB)] = peak
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step - 1)  # the step index Lightning logs
 

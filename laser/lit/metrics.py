@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from laser import metric_names as names
 from laser.algo import length_correlations, self_reward_mse, self_verify_metrics, summarize
 from laser.configs import SelfRewardConfig
 
@@ -14,10 +15,10 @@ def rollout_metrics(rollout, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
     get = rollout.get if isinstance(rollout, dict) else lambda k: getattr(rollout, k)
     finished, lengths = get("finished"), get("lengths").float()
     return {
-        **summarize("reward", rewards),
-        "accuracy": (rewards > 0.5).float().mean(),
-        **summarize("response/length", lengths),
-        "response/truncated_frac": (~finished).float().mean(),
+        **summarize(names.REWARD, rewards),
+        names.ACCURACY: (rewards > 0.5).float().mean(),
+        **summarize(names.RESPONSE_LENGTH, lengths),
+        names.TRUNCATED_FRAC: (~finished).float().mean(),
     }
 
 
@@ -34,7 +35,7 @@ def self_reward_metrics(
     _, mse_stats = self_reward_mse(scores, rewards, finished, sr.balanced)
     return {
         **mse_stats,
-        **summarize("self_reward/score", scores, finished),
+        **summarize(names.SCORE, scores, finished),
         **self_verify_metrics(scores, rewards, finished, sr.threshold, sr.calibration_bins),
         **length_correlations(scores, lengths, rewards, finished),
     }

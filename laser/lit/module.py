@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from functools import partial
 
 import torch
 from lightning import LightningModule
 
+from laser import metric_names as names
 from laser.algo import (
+    OBJECTIVE_STATS,
+    MicroBatchStats,
+    StepPhase,
     check_c_ref,
     laser_objective,
     lr_factor,
-    self_reward_only,
-    self_reward_phase,
     self_reward_score,
+    step_phase,
     switch_step,
     zero_variance_frac,
 )
@@ -27,6 +29,7 @@ from laser.lit.metrics import rollout_metrics, self_reward_metrics
 from laser.lit.parallel import DataParallelMixin
 from laser.lit.reward_source import step_advantages
 from laser.lit.sampling import StepSamples, overlong_shaped, policy_mask, sample_dynamically
+from laser.lit.step_record import StepRecord
 from laser.lit.timing import StageTimer
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.sampler import Sampler
@@ -34,7 +37,7 @@ from laser.rollout.tokens import resolve_incorrect_token
 from laser.rollout.types import Rollout
 
 log = logging.getLogger(__name__)
-PROGRESS_BAR = ("reward/mean", "accuracy", "self_verify/f1")
+PROGRESS_BAR = (names.REWARD_MEAN, names.ACCURACY, names.SELF_VERIFY_F1)
 
 
 class LaserModule(DataParallelMixin, LightningModule):
@@ -93,44 +96,49 @@ class LaserModule(DataParallelMixin, LightningModule):
 
     # -- the algorithm -------------------------------------------------------------------------
 
-    def training_step(self, batch: PromptBatch, batch_idx: int) -> None:
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> dict[str, StepRecord]:
+        """One step of the algorithm; its outputs hand the callbacks the step's `StepRecord`
+        (`StepRecord.of(outputs)` in `on_train_batch_end`)."""
         self.timer.reset()
         with self.timer.stage("step"):
-            stats = self.train_on(batch)
-        self.log_stage("train", stats)  # the stage times go to the loggers apart (PeakMemoryMonitor)
+            stats, record = self.train_on(batch)
+        self.log_stage(names.TRAIN, stats)  # the stage times go to the loggers apart (PeakMemoryMonitor)
+        return record.outputs()
 
-    def train_on(self, batch: PromptBatch) -> dict[str, torch.Tensor]:
-        """One step of the algorithm on `batch`; its metrics."""
-        step = self.global_step + 1
-        mse_on, mix_on = self_reward_phase(
-            step, self.sr.reasoning_warmup_steps, self.sr.self_reward_warmup_steps
-        )
-        self_only = self_reward_only(step, self.switch)  # then the verifier's reward is only logged
-        mixing = mix_on and self.sr.tau > 0 and not self_only
-        samples = self.sample_step(batch, score=mixing or self_only)
+    def train_on(self, batch: PromptBatch) -> tuple[dict[str, torch.Tensor], StepRecord]:
+        """One step of the algorithm on `batch`: its metrics, and what it trained on."""
+        phase = self.phase(self.global_step + 1)
+        samples = self.sample_step(batch, score=phase.needs_scores)
         batch, rollout, rewards, paid = samples.batch, samples.rollout, samples.rewards, samples.paid
         with self.timer.stage("reference"):
             ref = self.reference_pass(rollout)
         scores = None if rollout.z_logp is None else self.score(rollout.z_logp, self.c_ref_for(ref))
         n = samples.policy_rows  # (B*G,) rows of the policy gradient, all but MSE-only ones
-        adv, stats = step_advantages(
-            paid, scores, rollout.finished, self.algo, mixing, self_only, n, self.gather_rows
-        )
-        stats["reward/zero_std_frac"] = zero_variance_frac(paid[:n], self.algo.group_size)  # no signal
+        adv, stats = step_advantages(paid, scores, rollout.finished, self.algo, phase, n, self.gather_rows)
+        stats[names.ZERO_STD_FRAC] = zero_variance_frac(paid[:n], self.algo.group_size)  # no signal
         stats |= self.verifier_stats()
         if paid is not rewards:
-            stats["reward/training/mean"] = paid.float().mean()
+            stats[names.TRAINING_REWARD_MEAN] = paid.float().mean()
         stats = self.mean_over_ranks(stats | samples.stats)  # every rank has as many groups
-        alpha = self.sr.alpha if mse_on and not self_only else 0.0  # its target is the verifier's
         mask = policy_mask(samples, self.algo)
         with self.timer.stage("update"):
-            stats |= self.update(rollout, rewards, adv, ref, alpha=alpha, mask=mask)
-        self.last_samples = {"batch": batch, "rollout": rollout, "rewards": rewards, "ref": ref}  # callbacks
+            stats |= self.update(rollout, rewards, adv, ref, alpha=phase.alpha, mask=mask)
         rows = {"finished": self.gather_rows(rollout.finished), "lengths": self.gather_rows(rollout.lengths)}
-        tokens = self.sum_over_ranks(
-            {"tokens/response": rollout.response_mask.sum(), "tokens/prompt": rollout.prompt_mask.sum()}
-        )  # the step's, over every rank
-        return {**stats, **rollout_metrics(rows, self.gather_rows(rewards)), **tokens}
+        tokens = {
+            names.TOKENS_RESPONSE: rollout.response_mask.sum(),
+            names.TOKENS_PROMPT: rollout.prompt_mask.sum(),
+        }
+        tokens = self.sum_over_ranks(tokens)  # the step's, over every rank
+        stats = {**stats, **rollout_metrics(rows, self.gather_rows(rewards)), **tokens}
+        return stats, StepRecord(batch, rollout, rewards, ref, phase)
+
+    def phase(self, step: int) -> StepPhase:
+        """The terms of the objective that are on at `step` (1-based): the warm-ups and the switch."""
+        sr = self.sr
+        return step_phase(
+            step, alpha=sr.alpha, tau=sr.tau, reasoning_warmup_steps=sr.reasoning_warmup_steps,
+            self_reward_warmup_steps=sr.self_reward_warmup_steps, switch=self.switch,
+        )  # fmt: skip
 
     def sample_step(self, batch: PromptBatch, score: bool) -> StepSamples:
         """The step's responses, verified: one round, or DAPO's dynamic sampling."""
@@ -146,7 +154,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         with self.timer.stage("sample"):
             rollout = self.sampler.sample(self.policy, batch, self.algo.group_size, score=score)
         with self.timer.stage("verify"):
-            rewards, paid = self.verify(rollout, batch, self.algo.group_size, training=True)  # (B*G,)
+            rewards, paid = self.verify_for_training(rollout, batch, self.algo.group_size)  # (B*G,)
         paid = overlong_shaped(paid, rollout, self.algo.overlong, self.sampler.max_new_tokens)
         return rollout, rewards, paid
 
@@ -155,25 +163,35 @@ class LaserModule(DataParallelMixin, LightningModule):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int, training: bool = False):
-        """(N,) 0/1 verifier rewards of the rollout's responses; with `training` also the rewards
-        the advantages use: the verifier's `training_rewards` where it has one (the self-reward's
-        target stays the 0/1)."""
+    def verify(self, rollout: Rollout, batch: PromptBatch, group_size: int) -> torch.Tensor:
+        """(N,) 0/1 verifier rewards of the rollout's responses (`group_size` per prompt)."""
+        return self._verified(rollout, batch, group_size)[0]
+
+    def verify_for_training(
+        self, rollout: Rollout, batch: PromptBatch, group_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) 0/1 verifier rewards of the rollout's responses, and (N,) the rewards the
+        advantages use: the verifier's `training_rewards` where it has one, else the same 0/1
+        (the self-reward's target stays the 0/1)."""
+        rewards, texts, prompts = self._verified(rollout, batch, group_size)
+        shape = getattr(self.verifier, "training_rewards", None)
+        return rewards, rewards if shape is None else shape(texts, prompts, rewards)
+
+    def _verified(
+        self, rollout: Rollout, batch: PromptBatch, group_size: int
+    ) -> tuple[torch.Tensor, list[str], list[str]]:
+        """(N,) 0/1 verifier rewards, with the decoded responses and their prompts."""
         answers = [a for a in batch.answers for _ in range(group_size)]
         prompts = [p for p in batch.prompts for _ in range(group_size)]
         texts = self.sampler.decode(rollout)
-        rewards = self.verifier(texts, answers, prompts).to(self.device)
-        if not training:
-            return rewards
-        shape = getattr(self.verifier, "training_rewards", None)
-        return rewards, rewards if shape is None else shape(texts, prompts, rewards)
+        return self.verifier(texts, answers, prompts).to(self.device), texts, prompts
 
     def verifier_stats(self) -> dict[str, torch.Tensor]:
         """The verifier's last call, counted where a failure would otherwise pass unseen: answers
         sent to math-verify, and those it timed out on (judged wrong)."""
         last = getattr(self.verifier, "last_stats", None) or {}
-        counts = {k: last[k] for k in ("math_verify", "timeouts") if k in last}
-        return {f"verifier/{k}": torch.tensor(float(v), device=self.device) for k, v in counts.items()}
+        counts = {names.stat(names.VERIFIER, k): last[k] for k in names.VERIFIER_COUNTS if k in last}
+        return {k: torch.tensor(float(v), device=self.device) for k, v in counts.items()}
 
     def update(self, rollout, rewards, adv, ref, alpha: float, mask=None) -> dict[str, torch.Tensor]:
         """Accumulate the step's gradient over micro-batches, then take one optimiser step."""
@@ -181,8 +199,8 @@ class LaserModule(DataParallelMixin, LightningModule):
         opt.zero_grad()
         stats = self.accumulate_gradients(rollout, rewards, adv, ref, alpha, mask)
         if self.optim_cfg.grad_clip > 0:
-            stats["policy/grad_norm"] = self.clip_grad_norm(self.optim_cfg.grad_clip).detach()
-        stats["policy/lr"] = torch.tensor(opt.param_groups[0]["lr"])  # the rate this step used
+            stats[names.POLICY_GRAD_NORM] = self.clip_grad_norm(self.optim_cfg.grad_clip).detach()
+        stats[names.POLICY_LR] = torch.tensor(opt.param_groups[0]["lr"])  # the rate this step used
         opt.step()
         self.lr_schedulers().step()
         return stats
@@ -204,7 +222,7 @@ class LaserModule(DataParallelMixin, LightningModule):
             counts |= {k: torch.as_tensor(counts[k]).clamp(min=1) for k in ("num_tokens", "num_seqs")}
         mask = rollout.response_mask if mask is None else mask
         c_ref = self.c_ref_for(ref)
-        sums: dict[str, torch.Tensor] = defaultdict(float)
+        sums = MicroBatchStats(OBJECTIVE_STATS)  # each metric combined as the objective declares
         z_logps, entropies, gaps, z_inside = [], [], [], []
         dist = self.sampler.distribution  # the policy that was sampled is the one trained
         starts = range(0, len(rollout), self.algo.micro_batch_size)
@@ -227,20 +245,15 @@ class LaserModule(DataParallelMixin, LightningModule):
             # ranks' shares: scale by the world size (1 on one process)
             with self.gradient_sync(last=start == starts[-1]):
                 self.backward_step(loss * self.world_size)
-            weight = mask[rows].sum() / counts["num_tokens"]
-            for key, value in mb_stats.items():  # token-weighted; loss terms are already shares
-                if key.startswith("self_reward/score_"):
-                    continue  # per-class summaries (absent for an empty class): redone over the step below
-                is_share = key.startswith("loss/") or key == "policy/loss"
-                sums[key] = sums[key] + (value if is_share else value * weight)
+            sums.add(mb_stats, token_share=mask[rows].sum() / counts["num_tokens"])
             z_logps.append(fwd.z_logp.detach())
             entropies.append(fwd.entropy[mb.response_mask.bool()])
             if mb.logp is not None:
                 gaps.append((fwd.logp.detach() - mb.logp).abs() * mb.response_mask)
             if fwd.z_in_response is not None:
                 z_inside.append(fwd.z_in_response[mb.response_mask.bool()])
-        stats = self.sum_over_ranks(dict(sums))  # shares of the step's totals
-        stats["policy/entropy"] = self.element_mean_over_ranks(torch.cat(entropies))[0]
+        stats = self.sum_over_ranks(sums.result())  # shares of the step's totals
+        stats[names.POLICY_ENTROPY] = self.element_mean_over_ranks(torch.cat(entropies))[0]
         if gaps:
             stats |= self.logp_gap_stats(gaps, rollout.response_mask)
         if z_inside:
@@ -248,7 +261,7 @@ class LaserModule(DataParallelMixin, LightningModule):
         if self.self_reward_id is not None:
             scores = self.score(torch.cat(z_logps), c_ref)
             gathered = [self.gather_rows(x) for x in (scores, rewards, finished, rollout.lengths)]
-            stats |= self_reward_metrics(*gathered, self.sr)
+            stats |= self_reward_metrics(*gathered, self.sr)  # the metrics reduced over the step
         return stats
 
     def logp_gap_stats(self, gaps: list[torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -256,14 +269,15 @@ class LaserModule(DataParallelMixin, LightningModule):
         token, over every rank): numerical noise, unless top-p < 1 truncates the sampler's tail."""
         gap = torch.cat(gaps)  # (N, R): micro-batches share the rollout's width
         mean, _ = self.element_mean_over_ranks(gap[mask.bool()])
-        return {"rollout_logp_gap/mean": mean, "rollout_logp_gap/max": self.gather_rows(gap.amax(-1)).max()}
+        top = self.gather_rows(gap.amax(-1)).max()
+        return {names.ROLLOUT_LOGP_GAP_MEAN: mean, names.ROLLOUT_LOGP_GAP_MAX: top}
 
     def z_in_response_stats(self, z_inside: torch.Tensor) -> dict[str, torch.Tensor]:
         """log pi(z) at the response positions, where the sampler never draws z: its largest value
         (over every rank) and its median (this rank's, averaged over ranks)."""
-        key = "self_reward/z_logp_in_response"
         median = self.mean_over_ranks({"m": z_inside.median()})["m"]
-        return {f"{key}/max": self.gather_rows(z_inside.max()[None]).max(), f"{key}/median": median}
+        top = self.gather_rows(z_inside.max()[None]).max()
+        return {names.Z_LOGP_IN_RESPONSE_MAX: top, names.Z_LOGP_IN_RESPONSE_MEDIAN: median}
 
     def backward_step(self, loss: torch.Tensor) -> None:
         # through Lightning when attached to a Trainer (precision, strategies), plain otherwise
@@ -363,21 +377,21 @@ class LaserModule(DataParallelMixin, LightningModule):
         rollout_like = {"finished": rows["finished"], "lengths": rows["lengths"]}
         stats = rollout_metrics(rollout_like, rows["rewards"])
         if "greedy_rewards" in rows:
-            stats["accuracy_greedy"] = rows["greedy_rewards"].float().mean()
+            stats[names.ACCURACY_GREEDY] = rows["greedy_rewards"].float().mean()
         if rows["z_logp"] is not None and self.self_reward_id is not None:
             scores = self.score(rows["z_logp"], rows["c_ref"])
             stats |= self_reward_metrics(scores, rows["rewards"], rows["finished"], rows["lengths"], self.sr)
-        self.log_stage("val", stats)
+        self.log_stage(names.VAL, stats)
         self.val_history.append({k: float(v) for k, v in stats.items()} | {"step": self.global_step})
 
     def final_summary(self, last: int = 3) -> dict[str, float]:
         """Self-verification averaged over the last `last` evaluations, and c_ref."""
         recent = self.val_history[-last:]
-        summary = {"summary/c_ref": self.c_ref.item()}
-        for key in ("accuracy", "accuracy_greedy", "self_verify/f1", "self_verify/auroc"):
+        summary = {names.logged(names.SUMMARY, names.C_REF): self.c_ref.item()}
+        for key in (names.ACCURACY, names.ACCURACY_GREEDY, names.SELF_VERIFY_F1, names.SELF_VERIFY_AUROC):
             values = [h[key] for h in recent if key in h]
             if values:
-                summary[f"summary/{key}"] = sum(values) / len(values)
+                summary[names.logged(names.SUMMARY, key)] = sum(values) / len(values)
         return summary
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -387,9 +401,9 @@ class LaserModule(DataParallelMixin, LightningModule):
 
         The values are already the same on every rank; validation (epoch-level) logs still ask for
         a sync, which keeps them so and silences Lightning's warning."""
-        metrics = {f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in stats.items()}
-        bar = {f"{stage}/{k}" for k in PROGRESS_BAR} if stage == "train" else set()
-        options = {"batch_size": 1, "sync_dist": stage != "train"}
+        metrics = {names.logged(stage, k): torch.as_tensor(v, dtype=torch.float32) for k, v in stats.items()}
+        bar = {names.logged(stage, k) for k in PROGRESS_BAR} if stage == names.TRAIN else set()
+        options = {"batch_size": 1, "sync_dist": stage != names.TRAIN}
         self.log_dict({k: v for k, v in metrics.items() if k not in bar}, **options)
         self.log_dict({k: v for k, v in metrics.items() if k in bar}, prog_bar=True, **options)
 

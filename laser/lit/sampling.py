@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from laser import metric_names as names
 from laser.algo import fill_order, group_rows, mask_truncated, overlong_penalty, varied_groups
 from laser.configs import AlgoConfig, OverlongConfig
 from laser.data.collate import PromptBatch
@@ -80,9 +81,9 @@ def sample_dynamically(
     rollout = Rollout.cat([p[1] for p in parts], pad_id).rows(rows)
     rewards, paid = (torch.cat([p[i] for p in parts])[rows] for i in (2, 3))
     stats = {
-        "rollout/samples_drawn": torch.tensor(float(varied.numel() * group_size)),
-        "rollout/dropped_frac": (~varied).float().mean(),
-        "rollout/rounds": torch.tensor(float(len(parts))),
+        names.SAMPLES_DRAWN: torch.tensor(float(varied.numel() * group_size)),
+        names.DROPPED_FRAC: (~varied).float().mean(),
+        names.ROUNDS: torch.tensor(float(len(parts))),
     }
     return StepSamples(prompts, rollout, rewards, paid, len(batch) * group_size, stats)
 

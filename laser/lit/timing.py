@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from laser import metric_names as names
+
 STAGES = ("sample", "score", "verify", "reference", "update")  # and `step`, the whole step
 
 
@@ -39,4 +41,4 @@ class StageTimer:
 
     def stats(self) -> dict[str, float]:
         """`timing_s/<stage>` of everything timed since the last `reset` (stages not run: 0)."""
-        return {f"timing_s/{name}": self.seconds.get(name, 0.0) for name in (*STAGES, "step")}
+        return {names.timing(name): self.seconds.get(name, 0.0) for name in (*STAGES, "step")}

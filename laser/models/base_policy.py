@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from laser.configs import BaseSFTConfig
 from laser.data.collate import PromptCollator, pad_batch
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.types import Rollout
@@ -32,8 +33,9 @@ def config_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def warmup_cosine(step: int, total: int, warmup_frac: float = 0.05, floor: float = 0.05) -> float:
-    """LR multiplier: linear warm-up, then cosine decay to `floor` at `total` steps."""
+def warmup_cosine(step: int, total: int, *, floor: float, warmup_frac: float = 0.05) -> float:
+    """LR multiplier: linear warm-up over `warmup_frac` of the steps, then cosine decay to `floor`
+    (a share of the peak) at `total` steps."""
     warmup = max(1, int(warmup_frac * total))
     if step < warmup:
         return (step + 1) / warmup
@@ -100,25 +102,27 @@ def supervised_warmup(
     tokenizer,
     prompts: list[str],
     solutions: list[str],
-    steps: int,
-    lr: float,
-    batch_size: int,
-    seed: int = 0,
-    final_lr_frac: float = 0.05,
+    sft: BaseSFTConfig,
+    *,
+    seed: int,
     given: list[str] | None = None,
     after_eos: list[str] | None = None,
-    after_eos_weight: float = 1.0,
 ) -> float:
     """Train `model` in place on prompt -> solution + EOS (loss on the completion only; a row's
     `given` text, when given, sits between its prompt and solution as context without loss, and
-    its `after_eos` text, a verdict, follows the EOS, its tokens weighted `after_eos_weight`).
+    its `after_eos` text, a verdict, follows the EOS, its tokens weighted `sft.verdict_weight`),
+    for `sft.steps` steps of `sft.batch_size` rows at learning rate `sft.lr` (warm-up, then
+    cosine decay to `sft.final_lr_ratio` of it), seeded `seed`.
 
     Logs progress (step, loss, time left) about ten times. Returns the mean token NLL of the last
     10% of steps.
     """
+    steps, batch_size = sft.steps, sft.batch_size
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, floor=final_lr_frac))
+    opt = torch.optim.AdamW(model.parameters(), lr=sft.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, steps, floor=sft.final_lr_ratio)
+    )
     model.train()
     tail: list[float] = []
     report_every, start = max(1, steps // 10), time.monotonic()
@@ -127,7 +131,7 @@ def supervised_warmup(
         context = None if given is None else [given[i] for i in idx]
         verdicts = None if after_eos is None else [after_eos[i] for i in idx]
         rows = [prompts[i] for i in idx], [solutions[i] for i in idx]
-        loss = solution_nll(model, tokenizer, *rows, context, verdicts, after_eos_weight)
+        loss = solution_nll(model, tokenizer, *rows, context, verdicts, sft.verdict_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -11,9 +10,7 @@ import torch
 from laser.configs import ModelConfig
 from laser.models.base_policy import cached_model, config_key, supervised_warmup
 from laser.models.loading import build_tiny_model, load_pretrained
-from laser.utils.keys import without_off_values
-
-_ADDED_SFT_FIELDS = {"verdict_weight": 1.0}  # and their "off" values, left out of the cache key
+from laser.utils.keys import cache_view
 
 
 def make_base_policy(
@@ -34,7 +31,7 @@ def make_base_policy(
 
     def make() -> torch.nn.Module:
         if cfg.name_or_path is None:
-            return build_tiny_model(tokenizer, **asdict(cfg.tiny), seed=seed)
+            return build_tiny_model(tokenizer, cfg.tiny, seed=seed)
         return load_pretrained(cfg.name_or_path, cfg.dtype)
 
     if cfg.base_sft.steps == 0:
@@ -47,14 +44,10 @@ def make_base_policy(
             tokenizer,
             list(train_split["prompt"]),
             list(train_split["solution"]),
-            steps=cfg.base_sft.steps,
-            lr=cfg.base_sft.lr,
-            batch_size=cfg.base_sft.batch_size,
+            cfg.base_sft,
             seed=seed,
-            final_lr_frac=cfg.base_sft.final_lr_frac,
             given=column(train_split, "given"),
             after_eos=column(train_split, "verdict"),
-            after_eos_weight=cfg.base_sft.verdict_weight,
         )
         return model
 
@@ -63,12 +56,12 @@ def make_base_policy(
 
 
 def warmup_key(cfg: ModelConfig, tokenizer, task_key: dict, seed: int) -> str:
-    """The warm-up cache key: only what shapes the warm-up (the self-reward token, stop tokens or
-    checkpointing do not), fields added to `base_sft` left out at their "off" value."""
-    model_key = {k: v for k, v in asdict(cfg).items() if k in ("name_or_path", "dtype", "tiny", "base_sft")}
-    model_key["base_sft"] = without_off_values(model_key["base_sft"], _ADDED_SFT_FIELDS)
-    del model_key["base_sft"]["seed"]  # the key holds the seed used, however it was given
-    return config_key({"model": model_key, "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed})
+    """The warm-up cache key: the model block as `cache_view` sees it (what shapes the warm-up: the
+    self-reward token, stop tokens or checkpointing do not), the task, the vocabulary and the seed
+    used (however it was given)."""
+    return config_key(
+        {"model": cache_view(cfg), "task": task_key, "vocab": tokenizer.get_vocab(), "seed": seed}
+    )
 
 
 def make_reference(policy: torch.nn.Module) -> torch.nn.Module:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from laser.configs import TinyModelConfig
 from laser.models.char_tokenizer import build_char_tokenizer
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -60,25 +62,21 @@ def stop_token_ids(
 
 
 def build_tiny_model(
-    tokenizer: PreTrainedTokenizerBase,
-    arch: str = "llama",
-    hidden_size: int = 128,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    intermediate_size: int = 512,
-    max_position_embeddings: int = 256,
-    seed: int = 0,
+    tokenizer: PreTrainedTokenizerBase, tiny: TinyModelConfig | None = None, seed: int = 0, **changes
 ) -> torch.nn.Module:
-    """A small randomly initialised causal LM of a standard transformers architecture."""
+    """A small randomly initialised causal LM of a standard transformers architecture: `tiny`
+    (`model.tiny`; None: its schema's defaults, the tiny model's) with `changes` on top
+    (e.g. `hidden_size=32`)."""
+    tiny = dataclasses.replace(tiny or TinyModelConfig(), **changes)
     config = AutoConfig.for_model(
-        arch,
+        tiny.arch,
         vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
+        hidden_size=tiny.hidden_size,
+        num_hidden_layers=tiny.num_layers,
+        num_attention_heads=tiny.num_heads,
+        num_key_value_heads=tiny.num_heads,
+        intermediate_size=tiny.intermediate_size,
+        max_position_embeddings=tiny.max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

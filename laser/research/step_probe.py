@@ -16,7 +16,7 @@ the same sampling noise for every row) after each:
 On a policy RL can improve, a short step along the policy gradient raises the accuracy and its
 reverse lowers it. When both lower it alike while a random step does not, the loss is sharp along
 its gradients: any optimiser step large enough to learn from overshoots. A warm-up annealed to a
-tiny learning rate ends in such a place (`model.base_sft.final_lr_frac`).
+tiny learning rate ends in such a place (`model.base_sft.final_lr_ratio`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import re
 
 import torch
 
+from laser.configs import RewardConfig
 from laser.data.arithmetic import CHECK_START, CHOICES_END, apply_op, check_text
 from laser.rewards.verifier import extract_answer
 
@@ -132,8 +133,8 @@ class ArithmeticVerifier:
         self,
         check_kind: str = "none",
         score_check: str = "none",
-        check_credit: float = 0.0,
-        credit_for: str = "honest",
+        check_credit: float = RewardConfig.check_credit,
+        credit_for: str = RewardConfig.credit_for,
     ):
         self.check_kind, self.score_check, self.check_credit = check_kind, score_check, check_credit
         self.credit_for = credit_for

@@ -20,11 +20,9 @@ from fractions import Fraction
 
 import torch
 
+from laser.configs import RewardConfig
 from laser.rewards.guards import pathology
 from laser.rewards.pool import MathVerifyPool, shared_pool
-
-DEFAULT_TIMEOUT_S = 5.0
-DEFAULT_MAX_ANSWER_CHARS = 500
 
 _MARKER = re.compile(r"####\s*([^\s#]+)")
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
@@ -121,8 +119,8 @@ def answers_match(
     pred: str,
     gold: str,
     *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
+    timeout_s: float = RewardConfig.timeout_s,
+    max_answer_chars: int = RewardConfig.max_answer_chars,
 ) -> bool:
     """Whether two final answers are equal: fast path, pre-checks, then math-verify within `timeout_s`."""
     quick = quick_match(pred, gold)
@@ -147,16 +145,17 @@ class Verifier:
         memory_limit_mb: address-space limit of each worker (None: none).
         cache_size: remembered (gold, prediction) verdicts, across calls.
 
-    The worker pool starts on the first comparison that needs math-verify (a few seconds); call
+    The first four default to the `reward` block's (`laser.configs.RewardConfig`). The worker pool
+    starts on the first comparison that needs math-verify (a few seconds); call
     :meth:`warmup` to pay that up front. Instances pickle without their pool and cache.
     """
 
     def __init__(
         self,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
-        num_workers: int | None = None,
-        single_box: bool = False,
+        timeout_s: float = RewardConfig.timeout_s,
+        max_answer_chars: int = RewardConfig.max_answer_chars,
+        num_workers: int | None = RewardConfig.num_workers,
+        single_box: bool = RewardConfig.single_box,
         memory_limit_mb: int | None = 4096,
         cache_size: int = 100_000,
     ) -> None:

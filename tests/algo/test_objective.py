@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from laser.algo.kl import kl_penalty
-from laser.algo.objective import laser_objective
+from laser.algo.objective import OBJECTIVE_STATS, laser_objective
 from laser.algo.policy_loss import clipped_policy_loss
 from laser.algo.self_reward import self_reward_mse, self_reward_score
+from laser.algo.stats import MicroBatchStats, Reduction
 
 
 def _inputs(seed=0):
@@ -141,3 +142,36 @@ def test_gspo_and_dr_grpo_options_reach_the_policy_term():
         x["logp"], x["old_logp"], x["adv"], x["mask"], ratio_level="sequence", **options
     )
     assert torch.equal(loss, expected)
+
+
+@pytest.mark.parametrize("verify_loss", ["mse", "sft"])
+def test_every_stat_of_the_objective_declares_its_reduction_over_micro_batches(verify_loss):
+    x = _sft_inputs()
+    x["rewards"] = torch.tensor([1.0, 0.0, 1.0, 0.0])  # both classes: every per-class summary
+    _, stats = laser_objective(
+        **x, alpha=0.1, verify_loss=verify_loss, kl_beta=0.1, ref_logp=x["old_logp"] - 0.1,
+        rollout_logp=x["old_logp"], rollout_is_cap=2.0,
+    )  # fmt: skip
+    assert set(stats) <= set(OBJECTIVE_STATS), set(stats) - set(OBJECTIVE_STATS)
+    assert OBJECTIVE_STATS["loss/total"] is Reduction.SHARE
+    assert OBJECTIVE_STATS["policy/clipfrac"] is Reduction.TOKEN_MEAN
+
+
+def test_the_step_value_of_each_stat_does_not_depend_on_the_micro_batches():
+    """Two micro-batches with the step's counts give the losses of the whole step (shares summed)
+    and its token means (weighted by their tokens), whatever the split."""
+    x = _sft_inputs()
+    counts = {"num_tokens": x["mask"].sum(), "num_seqs": 4.0, "num_correct": 2.0, "num_incorrect": 1.0}
+    options = {"alpha": 0.1, "verify_loss": "sft", "kl_beta": 0.1, "ref_logp": x["old_logp"] - 0.1}
+    rows = ("logp", "old_logp", "mask", "adv", "z_logp", "rewards", "finished", "incorrect_logp", "ref_logp")
+    inputs = {**x, "ref_logp": options.pop("ref_logp")}
+    _, whole = laser_objective(**inputs, **options, **counts)
+    sums = MicroBatchStats(OBJECTIVE_STATS)
+    for part in (slice(0, 1), slice(1, 4)):
+        mb = {k: v[part] if k in rows else v for k, v in inputs.items()}
+        _, stats = laser_objective(**mb, **options, **counts)
+        sums.add(stats, token_share=x["mask"][part].sum() / counts["num_tokens"])
+    reduced = sums.result()
+    for name in ("loss/total", "policy/loss", "self_reward/ce", "policy/clipfrac", "kl/mean"):
+        assert reduced[name].item() == pytest.approx(whole[name].item(), rel=1e-5), name
+    assert "self_reward/score_correct/mean" not in reduced  # redone over the step's rows

@@ -1,31 +1,87 @@
-"""Tests for laser.algo.schedule: warm-ups (E7) and the switch to the self-reward as the only reward."""
+"""Tests for laser.algo.schedule: the step's phase (warm-ups E7, the switch to the self-reward as
+the only reward), the switch step and the learning rate."""
 
 import itertools
 
 import pytest
 
-from laser.algo.schedule import lr_factor, self_reward_only, self_reward_phase, switch_step
+from laser.algo.schedule import StepPhase, lr_factor, step_phase, switch_step
+
+LASER = {"alpha": 0.5, "tau": 0.3}
+
+
+def phase(step: int, w_r: int = 0, w_sr: int = 0, switch: int | None = None, **weights) -> StepPhase:
+    weights = LASER | weights
+    return step_phase(
+        step, reasoning_warmup_steps=w_r, self_reward_warmup_steps=w_sr, switch=switch, **weights
+    )
+
+
+def terms(p: StepPhase) -> tuple[float, bool, bool, bool]:
+    return p.alpha, p.mixing, p.self_only, p.needs_scores
 
 
 @pytest.mark.parametrize(
     ("step", "expected"),
     [
-        (1, (False, False)),
-        (2, (False, False)),  # step == w_r: still plain RLVR
-        (3, (True, False)),  # MSE from w_r + 1
-        (5, (True, False)),  # step == w_r + w_sr: no mixing yet
-        (6, (True, True)),  # mixing from w_r + w_sr + 1
+        (1, (0.0, False, False, False)),
+        (2, (0.0, False, False, False)),  # step == w_r: still plain RLVR
+        (3, (0.5, False, False, False)),  # the verification loss from w_r + 1
+        (5, (0.5, False, False, False)),  # step == w_r + w_sr: no mixing yet
+        (6, (0.5, True, False, True)),  # mixing from w_r + w_sr + 1, on scored rollouts
     ],
 )
 def test_warmup_boundaries(step, expected):
-    assert self_reward_phase(step, 2, 3) == expected
+    assert terms(phase(step, w_r=2, w_sr=3)) == expected
+    assert phase(step, w_r=2, w_sr=3).step == step
 
 
 def test_orz_schedule_without_reasoning_warmup():
-    # ORZ: w_r = 0, w_sr = 200 -> MSE from step 1, mixing from step 201
-    assert self_reward_phase(1, 0, 200) == (True, False)
-    assert self_reward_phase(200, 0, 200) == (True, False)
-    assert self_reward_phase(201, 0, 200) == (True, True)
+    # ORZ: w_r = 0, w_sr = 200 -> the verification loss from step 1, mixing from step 201
+    assert terms(phase(1, w_sr=200)) == (0.5, False, False, False)
+    assert terms(phase(200, w_sr=200)) == (0.5, False, False, False)
+    assert terms(phase(201, w_sr=200)) == (0.5, True, False, True)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (3, (0.5, True, False, True)),
+        (4, (0.5, True, False, True)),  # the switch step itself: still the verifier's reward
+        (5, (0.0, False, True, True)),  # after it: the self-reward alone, on scores, no l_SR
+        (50, (0.0, False, True, True)),
+    ],
+)
+def test_after_the_switch_the_self_reward_is_the_only_reward(step, expected):
+    assert terms(phase(step, switch=4)) == expected
+
+
+def test_a_switch_inside_the_warm_ups_ends_them():
+    # switch after step 1, warm-ups of 2 + 3 steps: step 1 is plain RLVR, then self-reward only
+    assert terms(phase(1, w_r=2, w_sr=3, switch=1)) == (0.0, False, False, False)
+    assert terms(phase(2, w_r=2, w_sr=3, switch=1)) == (0.0, False, True, True)
+    assert terms(phase(1, switch=0)) == (0.0, False, True, True)  # from the first step
+
+
+def test_tau_zero_never_mixes_and_never_needs_scores_before_the_switch():
+    assert terms(phase(100, w_r=2, w_sr=3, tau=0.0)) == (0.5, False, False, False)
+    assert terms(phase(100, switch=10, tau=0.0)) == (0.0, False, True, True)
+
+
+def test_alpha_zero_never_trains_the_verification_loss():
+    # GRPO's untrained self-reward: alpha = tau = 0, scored and logged only
+    assert all(terms(phase(s, alpha=0.0, tau=0.0)) == (0.0, False, False, False) for s in (1, 2, 1000))
+    assert terms(phase(6, w_r=2, w_sr=3, alpha=0.0)) == (0.0, True, False, True)  # mixing alone
+
+
+def test_a_phase_is_frozen_and_consistent():
+    p = phase(1)
+    with pytest.raises(AttributeError):
+        p.alpha = 1.0
+    with pytest.raises(ValueError, match="not both"):
+        StepPhase(step=1, alpha=0.0, mixing=True, self_only=True)
+    with pytest.raises(ValueError, match="alpha"):
+        StepPhase(step=1, alpha=-0.1, mixing=False, self_only=False)
 
 
 @pytest.mark.parametrize(
@@ -48,13 +104,6 @@ def test_switch_step_from_a_step_or_a_fraction(value, max_steps, expected):
 def test_switch_step_rejects_what_names_no_step(value, max_steps):
     with pytest.raises(ValueError, match="self_after_step"):
         switch_step(value, max_steps)
-
-
-def test_self_reward_only_after_the_switch_step():
-    # switch 2: steps 1 and 2 use the verifier, 3 on the self-reward
-    assert [self_reward_only(s, 2) for s in (1, 2, 3, 4)] == [False, False, True, True]
-    assert not any(self_reward_only(s, None) for s in (1, 10**6))
-    assert self_reward_only(1, 0)
 
 
 def test_lr_factor_warms_up_then_decays_linearly_to_the_final_ratio():

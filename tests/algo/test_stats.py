@@ -1,11 +1,12 @@
-"""Tests for laser.algo.stats.summarize."""
+"""Tests for laser.algo.stats: summarize, and the reduction of micro-batch metrics."""
 
 import math
 
 import pytest
 import torch
 
-from laser.algo.stats import summarize
+from laser import metric_names as names
+from laser.algo.stats import MicroBatchStats, Reduction, summarize
 
 
 def test_summarize_masked_hand_values():
@@ -53,3 +54,28 @@ def test_average_ranks_share_ties():
     # sorted: 0.1 (1), 0.3 x3 (2, 3, 4 -> 3), 0.7 (5)
     assert ranks.tolist() == [3.0, 1.0, 3.0, 5.0, 3.0]
     assert ranks.dtype == torch.float64
+
+
+REDUCTIONS = {"loss": Reduction.SHARE, "frac": Reduction.TOKEN_MEAN, "per_class/mean": Reduction.STEP}
+
+
+def test_micro_batch_stats_sum_shares_weight_token_means_and_drop_step_stats():
+    sums = MicroBatchStats(REDUCTIONS)
+    first = {"loss": torch.tensor(0.25), "frac": torch.tensor(0.5), "per_class/mean": torch.tensor(9.0)}
+    sums.add(first, 0.25)
+    sums.add({"loss": torch.tensor(0.5), "frac": torch.tensor(1.0)}, 0.75)  # a class absent here
+    out = sums.result()
+    assert set(out) == {"loss", "frac"}
+    assert out["loss"].item() == pytest.approx(0.75)
+    assert out["frac"].item() == pytest.approx(0.25 * 0.5 + 0.75 * 1.0)
+
+
+def test_a_metric_without_a_declared_reduction_is_an_error():
+    sums = MicroBatchStats(REDUCTIONS)
+    with pytest.raises(ValueError, match="'policy/renamed' declares no reduction"):
+        sums.add({"loss": torch.tensor(1.0), "policy/renamed": torch.tensor(1.0)}, 1.0)
+
+
+def test_summarize_gives_the_names_of_the_metric_names_module():
+    out = summarize("self_reward/score", torch.tensor([1.0, 2.0]))
+    assert tuple(out) == names.summary_names(names.SCORE)
