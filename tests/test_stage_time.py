@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from laser.benchmarks.stage_time import STAGES, main
+from laser.profiling.stage_time import STAGES, main
 from laser.lit import timing
 from laser.lit.timing import StageTimer
 from laser.rollout.generate import generate

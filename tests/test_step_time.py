@@ -1,11 +1,11 @@
-"""Tests for laser.benchmarks.step_time: steps from the base policy pair up across algorithms."""
+"""Tests for laser.profiling.step_time: steps from the base policy pair up across algorithms."""
 
 from types import SimpleNamespace
 
 import torch
 
 from laser.assembly import check_self_reward
-from laser.benchmarks.step_time import FromBase, benchmark_algos, compare
+from laser.profiling.step_time import FromBase, benchmark_algos, compare
 from laser.configs import validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.datamodule import PromptDataModule

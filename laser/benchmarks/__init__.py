@@ -1,2 +1,10 @@
-"""Benchmark scripts: `python -m laser.benchmarks.<name>` (step_time: LaSeR and GRPO steps side by
-side; stage_time: a training step split by stage)."""
+"""Deprecated name of `laser.profiling` (the timing tools), kept for one release. The math test
+sets are `laser.data.benchmarks`."""
+
+import warnings
+
+warnings.warn(
+    "laser.benchmarks is now laser.profiling (python -m laser.profiling.stage_time / step_time)",
+    DeprecationWarning,
+    stacklevel=2,
+)
