@@ -1,8 +1,10 @@
-"""Shared test helpers: a scripted bigram LM, tiny real models, logit biases and forward counters."""
+"""Shared test helpers: a scripted bigram LM, tiny real models, logit biases and forward counters, and
+the scripted rollouts that the tests of laser.rollout (tests/rollout/) share."""
 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +16,8 @@ from laser.configs import SCHEMAS
 from laser.lit.step_record import StepRecord
 from laser.models.char_tokenizer import build_char_tokenizer
 from laser.models.loading import build_tiny_model
+from laser.rollout.generate import generate
+from laser.rollout.types import Rollout
 from laser.utils.compose import compose_config
 
 _CHAR_TOKENIZER = None
@@ -150,3 +154,50 @@ def config_block(group: str, *overrides: str, **changes):
     the values come from the YAML, as in a run (schemas default only what no YAML gives)."""
     values = OmegaConf.to_container(_composed(tuple(overrides))[group], resolve=True)
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SCHEMAS[group]), values, changes))
+
+
+# ---------------------------------------------------------------- scripted rollouts (tests/rollout/)
+
+PROMPTS = ["1+2=", "12+30-4=", "7=", "40-39+1=", "3*3=", "11=", "25-5=", "9*9-1="]
+
+# Scripted bigram vocabulary: pad 0, bos 1, eos 2, z 3, others 4..7.
+# Greedy chains: 4 -> 5 -> EOS, 6 -> 7 -> 6 -> ... (never ends).
+PAD, BOS, EOS, Z, V = 0, 1, 2, 3, 8
+
+
+def bigram() -> BigramLM:
+    table = chain_table(V, {4: 5, 5: EOS, 6: 7, 7: 6})
+    table[EOS, Z] = 1.5  # the distribution after EOS: log p(z) = 1.5 - log(7 + e^1.5)
+    return BigramLM(table)
+
+
+Z_AFTER_EOS = 1.5 - math.log(7 + math.exp(1.5))
+
+
+def self_reward_id(tok) -> int:
+    return tok.convert_tokens_to_ids("<reserved_0>")
+
+
+def peaked_model(tok, eos_bias: float, scale: float = 20.0, arch: str = "llama") -> torch.nn.Module:
+    """A tiny model with sharpened logits (so that scores vary) and EOS made likely."""
+    model = tiny_model(tok, arch=arch)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(scale)
+    return add_logit_bias(model, {tok.eos_token_id: eos_bias})
+
+
+def gen(model, tok, ids, mask, **kw):
+    kw.setdefault("max_new_tokens", 8)
+    return generate(model, ids, mask, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, **kw)
+
+
+def make_rollout(n: int, p: int, r: int, start: int, z: bool = True) -> Rollout:
+    ar = torch.arange(start, start + n)
+    return Rollout(
+        prompt_ids=ar[:, None].expand(n, p).clone() + 10,
+        prompt_mask=torch.ones(n, p, dtype=torch.long),
+        response_ids=ar[:, None].expand(n, r).clone() + 20,
+        response_mask=torch.ones(n, r, dtype=torch.long),
+        finished=ar % 2 == 0,
+        z_logp=-ar.float() if z else None,
+    )

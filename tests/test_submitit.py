@@ -34,7 +34,7 @@ def test_optuna_batch_runs_as_submitit_jobs_and_their_results_come_back(tmp_path
     cmd += [f"optimized_metric={METRIC}", "hydra.sweeper.direction=minimize"]
     # one batch of two trials: one submitit job array of two jobs
     cmd += ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra/launcher=slurm_local"]
-    cmd += [f"hydra.sweep.dir={tmp_path}", "-m"]
+    cmd += [f"hydra.sweep.dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", "-m"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

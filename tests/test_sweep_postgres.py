@@ -159,7 +159,8 @@ def start_worker(
     # the URL through the environment, as sweeps/README.md advises (no password in saved overrides)
     cmd += ["hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}", "hydra.sweeper.study_name=shared"]
     cmd += [f"hydra.sweeper.seed={seed}", f"hydra.sweeper.n_trials={n_trials}"]
-    cmd += [f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep_dir}", *extra, "-m"]
+    cmd += [f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep_dir}", *extra]
+    cmd += [f"paths.cache_dir={sweep_dir.parent / 'cache'}", "-m"]  # warm-ups shared by the test's workers
     env = {**os.environ, "WANDB_MODE": "disabled", "OPTUNA_STORAGE": storage, "PYTHONPATH": HOOKS_PATH}
     sweep_dir.mkdir(parents=True)
     with (sweep_dir.parent / f"{sweep_dir.name}.log").open("w") as log:

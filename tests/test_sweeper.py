@@ -118,7 +118,7 @@ def test_sweeps_compose_from_the_primary_searchpath(name, monkeypatch):
 def run_sweep(sweep_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m laser.run <overrides> debug=fast -m` from the repo root, W&B off."""
     cmd = [sys.executable, "-m", "laser.run", SEARCHPATH, *overrides, "debug=fast", "logger=csv"]
-    cmd += [f"hydra.sweep.dir={sweep_dir}", "-m"]
+    cmd += [f"hydra.sweep.dir={sweep_dir}", f"paths.cache_dir={sweep_dir / 'cache'}", "-m"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if check:

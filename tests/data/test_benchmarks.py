@@ -19,7 +19,7 @@ from laser.data.benchmarks import (
 )
 from laser.models.char_tokenizer import build_char_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 COLUMNS = ["prompt", "problem", "answer"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from laser.profiling.stage_time import STAGES, main
 from laser.lit import timing
 from laser.lit.timing import StageTimer
+from laser.profiling.stage_time import STAGES, main
 from laser.rollout.generate import generate
 
 from helpers import add_logit_bias, char_tokenizer, count_forwards, encode_prompts, tiny_model

@@ -5,11 +5,11 @@ from types import SimpleNamespace
 import torch
 
 from laser.assembly import check_self_reward
-from laser.profiling.step_time import FromBase, benchmark_algos, compare
 from laser.configs import validate
 from laser.data.arithmetic import arithmetic_dataset
 from laser.data.datamodule import PromptDataModule
 from laser.models.loading import load_tokenizer
+from laser.profiling.step_time import FromBase, benchmark_algos, compare
 
 from helpers import compose_train, finishing_policy
 

@@ -29,7 +29,7 @@ from laser.utils.loggers import fill_wandb_identity, hydra_run_identity, resolve
 
 from helpers import compose_train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 32768  # the log's block size; a record's 7-byte header never straddles blocks
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections fail at once
 

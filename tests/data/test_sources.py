@@ -22,7 +22,7 @@ from laser.run import train
 
 from helpers import char_tokenizer, compose_train, config_block
 
-BENCHMARK_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+BENCHMARK_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"

@@ -14,7 +14,7 @@ from laser.rewards.guards import log10_value, pathology
 from laser.rewards.pool import MathVerifyPool
 from laser.rewards.verifier import Verifier, answers_match, extract_answer, last_boxed, quick_match
 
-BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 MATH500 = BENCHMARKS / "math500" / "test.jsonl"
 LIMIT_S = 1.0  # small time limit for the adversarial tests
 SLACK_S = 0.5  # allowed overshoot: process scheduling on a loaded machine, the kill and the reply

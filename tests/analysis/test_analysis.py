@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `analysis/` is a repo-root package, not installed with `laser`
     sys.path.insert(0, str(ROOT))
 
@@ -48,9 +48,9 @@ def _wait(proc: subprocess.Popen, log: Path, timeout: int = 600) -> None:
     assert rc == 0, f"{' '.join(map(str, proc.args))} failed:\n{log.read_text()[-3000:]}"
 
 
-def _multirun(experiment: str, sweep_dir: Path, log: Path) -> subprocess.Popen:
+def _multirun(experiment: str, sweep_dir: Path, log: Path, cache: str) -> subprocess.Popen:
     return _start(["-m", "laser.run", "-m", f"+experiment={experiment}", "debug=fast",
-                   f"hydra.sweep.dir={sweep_dir}"], log)  # fmt: skip
+                   f"hydra.sweep.dir={sweep_dir}", cache], log)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +58,15 @@ def run_root(tmp_path_factory) -> Path:
     """One LaSeR run, one GRPO run, the 3-run beta_v grid, an evaluation of the LaSeR run, the
     MSE-vs-SFT grid and a self-reward-only run (at most about five processes at a time)."""
     root = tmp_path_factory.mktemp("runs")
-    laser = _start(["-m", "laser.run", "debug=fast", f"hydra.run.dir={root / 'laser'}"], root / "laser.log")
-    grpo = _start(
-        ["-m", "laser.run", "debug=fast", "algo=grpo", f"hydra.run.dir={root / 'grpo'}"], root / "grpo.log"
+    cache = f"paths.cache_dir={tmp_path_factory.mktemp('cache')}"  # the warm-ups, outside the checkout
+    laser = _start(
+        ["-m", "laser.run", "debug=fast", f"hydra.run.dir={root / 'laser'}", cache], root / "laser.log"
     )
-    grid = _multirun("ablate_beta", root / "grid", root / "grid.log")
+    grpo = _start(
+        ["-m", "laser.run", "debug=fast", "algo=grpo", f"hydra.run.dir={root / 'grpo'}", cache],
+        root / "grpo.log",
+    )
+    grid = _multirun("ablate_beta", root / "grid", root / "grid.log", cache)
     _wait(laser, root / "laser.log")
     evaluate = _start(
         [
@@ -78,7 +82,7 @@ def run_root(tmp_path_factory) -> Path:
         root / "eval.log",
     )
     _wait(grpo, root / "grpo.log")
-    verify_loss = _multirun("ablate_verify_loss", root / "verify_loss", root / "verify_loss.log")
+    verify_loss = _multirun("ablate_verify_loss", root / "verify_loss", root / "verify_loss.log", cache)
     _wait(evaluate, root / "eval.log")
     self_only = _start(
         [
@@ -87,6 +91,7 @@ def run_root(tmp_path_factory) -> Path:
             "+experiment=self_reward_only",
             "debug=fast",
             f"hydra.run.dir={root / 'self_only'}",
+            cache,
         ],
         root / "self_only.log",
     )

@@ -10,7 +10,7 @@ import pytest
 
 from analysis import tables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(algo: str, seed: int, **numbers) -> dict:
