@@ -106,3 +106,35 @@ def test_short_run_on_cuda(tmp_path, keep_threads) -> None:
     assert result["peak_memory"]["bytes"] > 0
     assert all(s["median_ms"] > 0 for s in result["stages"].values())  # every stage ran
     assert sum(s["share"] for s in result["stages"].values()) == pytest.approx(1.0)
+
+
+def test_a_runs_metrics_give_the_stage_table_without_training(tmp_path) -> None:
+    """Two logged steps, each spread over rows as the CSV logger writes them; by hand: step 1 has
+    sample 0.6 (score 0.1), verify 0.1, update 0.2 of 1.0 s; step 2 sample 0.5 (score 0), verify
+    0.1, update 0.3 of 1.0 s. Summed: timed 1.8 of 2.0 s = 90%; rollout (0.5 + 0.5) / 2.0 = 50%."""
+    t = "train/timing_s/"
+    header = ["step", f"{t}sample", f"{t}score", f"{t}verify", f"{t}reference", f"{t}update", f"{t}step",
+              "train/tokens/response", "train/tokens/prompt", "val/accuracy"]  # fmt: skip
+    rows = [
+        [9, 0.6, 0.1, 0.1, 0.0, 0.2, 1.0, "", "", ""],
+        [9, "", "", "", "", "", "", 100, 20, ""],
+        [19, 0.5, 0.0, 0.1, 0.0, 0.3, 1.0, "", "", ""],
+        [19, "", "", "", "", "", "", 60, 20, 0.5],
+    ]
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+    out = tmp_path / "stages.json"
+    result = main(["--metrics", str(csv), "--json", str(out)])
+    assert result["config"]["logged_steps"] == 2
+    assert result["timed"] == pytest.approx(0.9)
+    assert result["stages"]["rollout"]["share"] == pytest.approx(0.5)
+    assert result["stages"]["score"]["share"] == pytest.approx(0.05)
+    assert result["generated_tokens_per_s"] == pytest.approx(160 / 1.0)  # response tokens / rollout s
+    assert json.loads(out.read_text())["timed"] == pytest.approx(0.9)
+
+
+def test_metrics_without_stage_times_name_the_column(tmp_path) -> None:
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("step,val/accuracy\n0,0.5\n")
+    with pytest.raises(ValueError, match="has no train/timing_s/step column"):
+        main(["--metrics", str(csv)])
