@@ -169,13 +169,17 @@ class ScriptedSampler:
         return self.texts
 
 
-def test_adaptive_sampling_stops_a_sure_prompt_early() -> None:
+@pytest.mark.parametrize("rule", ["lead", "margin"])
+def test_adaptive_sampling_stops_a_sure_prompt_early(rule: str) -> None:
     batch = PromptCollator(char_tokenizer())([{"prompt": p, "answer": ""} for p in ("sure", "torn")])
-    conf = confidence_config(compose_config(["paths.root_dir=."], config_name="infer").confidence)
+    adaptive = [f"rule={rule}", "threshold=0.6", "thresholds=[0.5]"]
+    overrides = ["paths.root_dir=.", *(f"confidence.adaptive.{a}" for a in adaptive)]
+    conf = confidence_config(compose_config(overrides, config_name="infer").confidence)
     ctx = ScoringContext(top_k=2, group_window=2, tail=2, beta_v=0.1, c_ref=-5.0)
     sampler = ScriptedSampler()
     drawn = draw_adaptively(None, sampler, batch, "laser", ctx, conf, num_samples=6)
-    # rounds of 2: 'sure' agrees with itself (margin 1 > 0.6) and stops; 'torn' splits 1:1 to the end
+    # rounds of 2, each sample's weight 0.4: 'sure' agrees with itself (lead 0.8, margin 1 > 0.6) and
+    # stops; 'torn' splits 1:1 (lead and margin 0) to the end
     assert [len(d.texts) for d in drawn] == [2, 6]
     assert sampler.calls == [["sure", "torn"], ["torn"], ["torn"]]
     assert drawn[0].answers == ["4", "4"] and drawn[1].answers == ["1", "2"] * 3

@@ -112,31 +112,45 @@ def vote_margin(answer_ids: Tensor, weights: Tensor) -> Tensor:
         answer_ids: (P, k) answer classes (-1 = no answer).
         weights: (P, k) non-negative vote weights.
     """
-    totals = answer_totals(answer_ids, weights)  # (P, k)
+    lead = vote_lead(answer_ids, weights).double()  # (P,)
+    total = (weights.double().clamp(min=0) * (answer_ids >= 0)).sum(-1)  # (P,)
+    return torch.where(total > 0, lead / total.clamp(min=1e-300), 0.0).float()
+
+
+def vote_lead(answer_ids: Tensor, weights: Tensor) -> Tensor:
+    """(P,) the weighted vote's lead: the leading answer's total weight minus the runner-up's, in
+    vote-weight units (0 without answers). Unlike the margin it grows with the evidence: two
+    agreeing samples lead by their summed weight, where the margin is already 1 after one.
+
+    Args:
+        answer_ids: (P, k) answer classes (-1 = no answer).
+        weights: (P, k) non-negative vote weights.
+    """
+    totals = answer_totals(answer_ids, weights)  # (P, k), -1 where no answer
     top, lead = totals.max(-1)  # (P,), (P,)
     leader = answer_ids.gather(-1, lead[:, None])  # (P, 1)
     runner_up = torch.where(answer_ids != leader, totals, 0.0).clamp(min=0).max(-1).values  # (P,)
-    total = (weights.double().clamp(min=0) * (answer_ids >= 0)).sum(-1)  # (P,)
-    margin = (top - runner_up) / total.clamp(min=1e-300)
-    return torch.where(total > 0, margin, 0.0).float()
+    return (top.clamp(min=0) - runner_up).float()
 
 
 def stop_statistic(answer_ids: Tensor, weights: Tensor, rule: str = "margin") -> Tensor:
     """(P,) what adaptive sampling compares with its threshold, over the samples drawn so far:
-    'margin', the weighted vote's :func:`vote_margin`; 'best', the largest vote weight of a sample
-    with an answer (-inf without one).
+    'margin', the weighted vote's :func:`vote_margin`; 'lead', its :func:`vote_lead`; 'best', the
+    largest vote weight of a sample with an answer (-inf without one).
 
     Args:
         answer_ids: (P, n) answer classes of the samples drawn (-1 = no answer).
         weights: (P, n) non-negative vote weights.
-        rule: 'margin' or 'best'.
+        rule: 'margin', 'lead' or 'best'.
     """
     match rule:
         case "margin":
             return vote_margin(answer_ids, weights)
+        case "lead":
+            return vote_lead(answer_ids, weights)
         case "best":
             return torch.where(answer_ids >= 0, weights.float(), -math.inf).max(-1).values
-    raise ValueError(f"rule={rule!r} is unknown; use 'margin' or 'best'")
+    raise ValueError(f"rule={rule!r} is unknown; use 'margin', 'lead' or 'best'")
 
 
 def adaptive_vote(
@@ -150,7 +164,7 @@ def adaptive_vote(
         weights: (P, K) non-negative vote weights.
         batch: samples drawn per round, >= 1.
         threshold: stop when the statistic > threshold (a margin threshold of 1 never stops early).
-        rule: 'margin' or 'best' (see :func:`stop_statistic`).
+        rule: 'margin', 'lead' or 'best' (see :func:`stop_statistic`).
 
     Returns:
         (picked (P,) index of a sample of the winning answer, -1 if none; used (P,) samples drawn).

@@ -131,11 +131,16 @@ def voting_table(
 
 
 def stop_value(level: float, weights: Tensor, finished: Tensor, rule: str) -> float:
-    """The stopping threshold of a grid value: a margin as it is; for rule 'best', the quantile
-    `level` of the method's vote weights on finished samples."""
+    """The stopping threshold of a grid value, so that one grid fits every method's scale: a
+    margin as it is; for rule 'lead', `level` times the median vote weight of the method's finished
+    samples (a lead worth `level` typical samples); for 'best', the quantile `level` of those
+    weights."""
     if rule == "margin" or not finished.any():
         return level
-    return float(torch.quantile(weights[finished].double(), min(max(level, 0.0), 1.0)))
+    done = weights[finished].double()
+    if rule == "lead":
+        return level * float(done.median())
+    return float(torch.quantile(done, min(max(level, 0.0), 1.0)))
 
 
 def adaptive_table(

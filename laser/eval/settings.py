@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from laser.eval.confidence import METHODS
 
 CALIBRATORS = ("isotonic", "platt")
-STOP_RULES = ("margin", "best")
+STOP_RULES = ("margin", "lead", "best")
 
 
 def _require(ok: bool, key: str, value, fix: str) -> None:
@@ -58,12 +58,14 @@ class AdaptiveConfig:
     batch: int
     """Samples drawn per prompt and round."""
     rule: str
-    """'margin': the weighted vote's normalised margin; 'best': the best sample's vote weight."""
+    """'margin': the weighted vote's normalised margin; 'lead': the leading answer's weight minus
+    the runner-up's; 'best': the best sample's vote weight."""
     thresholds: list[float]
-    """The curve's stopping thresholds (`laser.evaluate`); for 'best', quantile levels of the
-    method's vote weights, so that one grid fits every method."""
+    """The curve's stopping thresholds (`laser.evaluate`); for 'lead', multiples of the method's
+    median vote weight, for 'best', quantile levels of its vote weights, so that one grid fits
+    every method."""
     threshold: float
-    """The stopping threshold of `laser.infer` (a vote weight for the 'best' rule)."""
+    """The stopping threshold of `laser.infer`, in vote weight for 'lead' and 'best'."""
     orders: int
     """Random orders of each problem's K samples over which `laser.evaluate` averages the curve."""
 
@@ -72,8 +74,10 @@ class AdaptiveConfig:
         _require(self.rule in STOP_RULES, "adaptive.rule", self.rule, f"use one of {STOP_RULES}")
         ok = bool(self.thresholds) and all(isinstance(t, (int, float)) for t in self.thresholds)
         _require(ok, "adaptive.thresholds", self.thresholds, "give a non-empty list of numbers")
-        ok = self.rule == "best" or all(0 <= t <= 1 for t in self.thresholds)
+        ok = self.rule != "margin" or all(0 <= t <= 1 for t in self.thresholds)
         _require(ok, "adaptive.thresholds", self.thresholds, "margins lie in [0, 1]: give values there")
+        ok = self.rule != "lead" or all(t >= 0 for t in self.thresholds)
+        _require(ok, "adaptive.thresholds", self.thresholds, "leads are >= 0: give values there")
         ok = isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
         _require(ok, "adaptive.threshold", self.threshold, "give a number")
         _require(_whole(self.orders, 1), "adaptive.orders", self.orders, "give a whole number >= 1")

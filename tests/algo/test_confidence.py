@@ -19,6 +19,7 @@ from laser.algo.confidence import (
     tail_confidence,
     token_confidence,
     token_self_certainty,
+    vote_lead,
     vote_margin,
 )
 
@@ -89,6 +90,16 @@ def test_vote_margin_hand_values():
     # row 0: answer 0 has 0.8, answer 1 has 0.2 of 1.0 (the answerless 0.9 does not count) -> 0.6
     assert vote_margin(answers, weights).tolist() == pytest.approx([0.6, 1.0, 0.0])
     assert vote_margin(answers[:1], torch.zeros(1, 4)).tolist() == [0.0]  # no weight: no margin
+
+
+def test_vote_lead_hand_values_grow_with_agreeing_samples():
+    answers = torch.tensor([[0, 0, 1, -1], [3, 3, 3, 3], [-1, -1, -1, -1], [2, -1, -1, -1]])
+    weights = torch.tensor([[0.5, 0.3, 0.2, 0.9], [0.9, 0.8, 0.7, 0.6], [1.0] * 4, [0.4, 0, 0, 0]])
+    # row 0: 0.8 - 0.2; row 1: unanimous, 3.0 - 0 (its margin is 1 whatever the count); row 2: none
+    assert vote_lead(answers, weights).tolist() == pytest.approx([0.6, 3.0, 0.0, 0.4])
+    assert stop_statistic(answers, weights, "lead").tolist() == pytest.approx([0.6, 3.0, 0.0, 0.4])
+    two, four = vote_margin(answers[1:2, :2], weights[1:2, :2]), vote_margin(answers[1:2], weights[1:2])
+    assert two.item() == four.item() == 1.0  # the margin cannot tell two agreeing samples from four
 
 
 def test_stop_statistic_best_is_the_largest_weight_with_an_answer():

@@ -158,3 +158,13 @@ def test_ranking_table_metrics_and_costs():
     assert row["cost/generation_ms_per_sample"] == pytest.approx(2.0)
     assert row["cost/score_ms_per_sample"] == pytest.approx(1.0)  # 6 ms over 6 samples
     assert row["ece/raw"] == pytest.approx(row["ece/calibrated"])  # its probabilities are its scores
+
+
+def test_lead_thresholds_count_typical_samples_and_best_ones_are_quantiles() -> None:
+    from laser.eval.confidence_report import stop_value
+
+    weights = torch.tensor([[0.2, 0.4, 0.6, 5.0]])
+    finished = torch.tensor([[True, True, True, False]])  # the unfinished 5.0 does not count
+    assert stop_value(1.5, weights, finished, "lead") == pytest.approx(1.5 * 0.4)  # median 0.4
+    assert stop_value(1.0, weights, finished, "best") == pytest.approx(0.6)
+    assert stop_value(0.7, weights, finished, "margin") == 0.7
