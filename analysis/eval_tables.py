@@ -225,10 +225,23 @@ def checks_table(evals: list[Evaluation]) -> str:
     return _markdown(["check", "value", "bar", ""], rows)
 
 
+def portable(override: str) -> str:
+    """An override without the machine's paths: a run's path from its `outputs/` on, another
+    evaluation's folder by its name (its label in the same footer)."""
+    key, _, value = override.partition("=")
+    if not value.startswith("/"):
+        return override
+    if "/outputs/" in value:
+        return f"{key}={value[value.index('/outputs/') + 1 :]}"
+    return f"{key}={Path(value).name}"
+
+
 def eval_footer(evals: list[Evaluation]) -> str:
     commits = sorted({e.commit for e in evals})
     threads = sorted({str(e.threads) for e in evals})
-    commands = "; ".join(f"{e.label}: `python -m laser.evaluate {' '.join(e.overrides)}`" for e in evals)
+    commands = "; ".join(
+        f"{e.label}: `python -m laser.evaluate {' '.join(map(portable, e.overrides))}`" for e in evals
+    )
     return (
         f"Made by `python -m analysis.tables` from the evaluations under `docs/results/evals/` "
         f"(commit {', '.join(commits)}, {'/'.join(threads)} torch thread(s)). {commands}."

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from analysis.baseline_tables import baselines_checks, baselines_table
-from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, render_eval
+from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, read_evals, render_eval
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "results" / "runs"
@@ -360,6 +360,20 @@ def showcase_figure(path: Path = ROOT / "docs" / "figures" / "showcase_scaling.p
     plot_scaling(load_voting(dirs), path)
 
 
+def confidence_figure(path: Path = ROOT / "docs" / "figures" / "confidence_scaling.png") -> None:
+    """README's confidence figure: accuracy against samples per prompt, one line per method, on
+    each held-out evaluation under docs/results/evals/confidence (calibration splits left out)."""
+    from analysis.figures import plot_confidence_scaling
+    from analysis.runs import load_adaptive, load_confidence_scaling
+
+    evals = [e for e in read_evals("confidence") if e.held_out]
+    dirs = [EVALS / "confidence" / e.label for e in evals]
+    # panels titled by the evaluation's label alone (its folder), not by its machine's paths
+    scaling = load_confidence_scaling(dirs)[["run", "method", "rule", "k", "accuracy"]]
+    adaptive = load_adaptive(dirs)[["run", "method", "threshold", "mean_samples", "accuracy"]]
+    plot_confidence_scaling(scaling, adaptive, path=path)
+
+
 def collect(sweep: Path, name: str) -> None:
     """Copy the small files of a sweep's runs into docs/results/runs/<name>/<sweep>_<job>."""
     jobs = sorted(d for d in sweep.iterdir() if (d / "summary.json").exists())
@@ -403,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
     if args.command != "check":
         showcase_figure()
+        if (EVALS / "confidence").is_dir():
+            confidence_figure()
     for path in stale:
         print(f"{path.relative_to(ROOT)} is not what its runs give: run `python -m analysis.tables`")
     return 1 if stale else 0

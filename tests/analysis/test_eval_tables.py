@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.eval_tables import Evaluation, adaptive_reach, checks_table, losses, methods_table
+from analysis.eval_tables import Evaluation, adaptive_reach, checks_table, losses, methods_table, portable
 
 
 def evaluation(label: str = "laser", split: str = "eval") -> Evaluation:
@@ -56,3 +56,13 @@ def test_checks_judge_the_final_laser_policy_and_skip_calibration_splits() -> No
     assert "laser_early" not in text and "laser_early" not in methods_table(
         [evaluation("laser_early", "train")]
     )
+
+
+def test_footer_commands_carry_no_machine_paths() -> None:
+    assert portable("ckpt_path=/home/me/laser/outputs/showcase/multiruns/d/1") == (
+        "ckpt_path=outputs/showcase/multiruns/d/1"
+    )
+    assert portable("confidence.calibration.source=/tmp/evals/laser_early") == (
+        "confidence.calibration.source=laser_early"
+    )
+    assert portable("split=train") == "split=train"
