@@ -62,7 +62,7 @@ TRAINING_REWARD_MEAN = "reward/training/mean"  # the shaped rewards the advantag
 TOKENS_RESPONSE = "tokens/response"
 TOKENS_PROMPT = "tokens/prompt"
 VERIFIER = "verifier"  # `verifier/{count}`: the verifier's own counts of its last call
-VERIFIER_COUNTS = ("math_verify", "timeouts")
+VERIFIER_COUNTS = ("math_verify", "timeouts", "killed_workers")
 
 # -- dynamic sampling (`laser.lit.sampling`) ----------------------------------------------------
 SAMPLES_DRAWN = "rollout/samples_drawn"

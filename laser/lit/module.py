@@ -188,7 +188,7 @@ class LaserModule(DataParallelMixin, LightningModule):
 
     def verifier_stats(self) -> dict[str, torch.Tensor]:
         """The verifier's last call, counted where a failure would otherwise pass unseen: answers
-        sent to math-verify, and those it timed out on (judged wrong)."""
+        sent to math-verify, those it timed out on (judged wrong) and the workers it killed."""
         last = getattr(self.verifier, "last_stats", None) or {}
         counts = {names.stat(names.VERIFIER, k): last[k] for k in names.VERIFIER_COUNTS if k in last}
         return {k: torch.tensor(float(v), device=self.device) for k, v in counts.items()}

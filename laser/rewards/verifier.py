@@ -225,11 +225,13 @@ class Verifier:
         """Correctness of extracted answers against references (None: no answer, incorrect).
 
         Distinct (gold, prediction) pairs that need math-verify run once each, spread over the pool.
-        Counts of each route land in :attr:`last_stats` (e.g. for logging time-outs).
+        Counts of each route land in :attr:`last_stats`, with the time-outs and the workers killed
+        (logged per training step as `train/verifier/*`).
         """
         if len(preds) != len(golds):
             raise ValueError(f"verifier: {len(preds)} answers but {len(golds)} references")
-        stats = dict.fromkeys(("no_answer", "fast", "cached", "pathological", "math_verify", "timeouts"), 0)
+        routes = ("no_answer", "fast", "cached", "pathological", "math_verify", "timeouts", "killed_workers")
+        stats = dict.fromkeys(routes, 0)
         verdicts: list[bool] = [False] * len(preds)
         pending: dict[tuple[str, str], list[int]] = {}
         for i, (pred, gold) in enumerate(zip(preds, golds, strict=True)):
@@ -240,7 +242,11 @@ class Verifier:
             else:
                 verdicts[i] = verdict
         keys = list(pending)
-        results = self.pool.map(keys, self.timeout_s) if keys else []
+        results = []
+        if keys:
+            killed = self.pool.num_killed
+            results = self.pool.map(keys, self.timeout_s)
+            stats["killed_workers"] = self.pool.num_killed - killed  # timed out or died, replaced
         stats["math_verify"], stats["timeouts"] = len(keys), results.count(None)
         with self._lock:
             if len(self._cache) + len(keys) > self.cache_size:

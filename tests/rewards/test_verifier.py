@@ -66,3 +66,24 @@ def test_verifier_empty_and_length_mismatch():
     assert Verifier()([], []).shape == (0,)
     with pytest.raises(ValueError):
         Verifier()(["#### 1", "#### 2"], ["1"])
+
+
+class _KillingPool:
+    """A pool whose every call times out and kills (replaces) its worker."""
+
+    num_killed = 0
+
+    def map(self, pairs, timeout_s):
+        self.num_killed += len(pairs)
+        return [None] * len(pairs)
+
+
+def test_time_outs_and_killed_workers_are_counted_per_call(monkeypatch) -> None:
+    pool = _KillingPool()
+    pool.num_killed = 5  # killed by earlier calls: not this call's
+    monkeypatch.setattr(Verifier, "pool", property(lambda self: pool))
+    verifier = Verifier()
+    verdicts = verifier.judge(["x^2", "3", None], ["x**2+0", "3", "1"])
+    assert verdicts == [False, True, False]  # the time-out is judged wrong; "3" needs no worker
+    counts = {k: verifier.last_stats[k] for k in ("math_verify", "timeouts", "killed_workers")}
+    assert counts == {"math_verify": 1, "timeouts": 1, "killed_workers": 1}
