@@ -58,7 +58,7 @@ from laser.models.base_policy import sft_batch
 from laser.models.factory import make_base_policy
 from laser.models.loading import load_pretrained, stop_token_ids
 from laser.rewards import make_verifier
-from laser.rewards.arithmetic import check_agrees, check_right_for_its_steps, listed_choices
+from laser.rewards.arithmetic import response_features
 from laser.rewards.verifier import extract_answer
 from laser.rollout.logprobs import sequence_logprobs
 from laser.rollout.tokens import resolve_single_token
@@ -136,28 +136,31 @@ def references(policy, samples: Samples) -> dict[str, float]:
 
 
 def task_references(samples: Samples, task) -> dict[str, float]:
-    """What the arithmetic task's options make visible in the responses (`task`: its config):
-    with a `check`, how often the check ends where the forward steps did, on right and on
-    wrong responses, how often it is right for the response's own steps (honest), and the AUROCs
-    of an oracle score that reads that agreement, and its F1 as a verdict; with `choices`,
-    the share of wrong final answers that are listed candidates (guessed from the list)."""
+    """What the arithmetic task's options make visible in the responses (`task`: its config;
+    `laser.rewards.arithmetic.response_features`): with a `check`, how often the check ends where
+    the forward steps did, on right and on wrong responses, how often it is right for the
+    response's own steps (honest), and the AUROCs of an oracle score that reads that agreement, and
+    its F1 as a verdict; with `choices`, the share of wrong final answers that are listed candidates
+    (guessed from the list)."""
     done = samples.rollout.finished
+    visible = response_features(samples.prompts, samples.texts, task.check, task.choices)
+    features = {k: torch.tensor(v) for k, v in visible.items()}
     out: dict[str, float] = {}
-    if task.check != "none":
-        agree = torch.tensor([check_agrees(t, task.check) for t in samples.texts])
-        pairs = zip(samples.prompts, samples.texts, strict=True)
-        honest = torch.tensor([check_right_for_its_steps(p, t, task.check) for p, t in pairs])
-        for name, rows in (("right", samples.correct & done), ("wrong", ~samples.correct & done)):
-            out[f"check_agrees_{name}"] = agree[rows].float().mean().item()
-            out[f"check_honest_{name}"] = honest[rows].float().mean().item()
-        out |= {f"check_oracle_{k}": v for k, v in rankings(agree.float(), samples).items()}
-        verdict = self_verify_metrics(agree.float(), samples.correct.float(), done)
+    right, wrong = samples.correct & done, ~samples.correct & done
+    for name in ("check_agrees", "check_honest"):
+        if name in features:
+            out[f"{name}_right"] = features[name][right].float().mean().item()
+            out[f"{name}_wrong"] = features[name][wrong].float().mean().item()
+    if "check_agrees" in features:
+        agree = features["check_agrees"].float()
+        out |= {f"check_oracle_{k}": v for k, v in rankings(agree, samples).items()}
+        verdict = self_verify_metrics(agree, samples.correct.float(), done)
         out["check_oracle_f1"] = verdict["self_verify/f1"].item()  # the check read as a verdict
-    if task.choices:
+    if "answer_listed" in features:
         given = [extract_answer(t) for t in samples.texts]
-        wrong = [i for i, (g, a) in enumerate(zip(given, samples.answers, strict=True)) if g != a and done[i]]
-        listed = [given[i] in listed_choices(samples.prompts[i]) for i in wrong]
-        out["wrong_answers_listed"] = sum(listed) / max(len(listed), 1)
+        wrong_answer = torch.tensor([g != a for g, a in zip(given, samples.answers, strict=True)]) & done
+        listed = features["answer_listed"][wrong_answer]
+        out["wrong_answers_listed"] = listed.float().mean().item() if len(listed) else 0.0
     return out
 
 

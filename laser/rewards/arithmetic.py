@@ -125,6 +125,26 @@ def listed_choices(prompt: str) -> list[str]:
     return m[0].rstrip(CHOICES_END).split(";") if m else []
 
 
+def response_features(
+    prompts: list[str], responses: list[str], check: str, choices: int
+) -> dict[str, list[bool]]:
+    """What a task's options make visible in each response, one boolean per response and feature:
+    with a `check`, `check_agrees` (the check ends where the forward steps did; for 'split', the
+    written difference is 0) and `check_honest` (the check is the one the task writes for the
+    response's own steps, right or wrong); with `choices`, `answer_listed` (the final answer is one
+    of the prompt's candidates). Study tools read these by name, so a new task option adds its
+    features here and nowhere else."""
+    out: dict[str, list[bool]] = {}
+    if check != "none":
+        out["check_agrees"] = [check_agrees(r, check) for r in responses]
+        pairs = zip(prompts, responses, strict=True)
+        out["check_honest"] = [check_right_for_its_steps(p, r, check) for p, r in pairs]
+    if choices:
+        pairs = zip(prompts, responses, strict=True)
+        out["answer_listed"] = [extract_answer(r) in listed_choices(p) for p, r in pairs]
+    return out
+
+
 class ArithmeticVerifier:
     """Callable like `Verifier`: 0/1 rewards, 1 only for a fully correct worked solution (its
     self-check, when `check_kind` names one, scored only when `score_check` names it too)."""

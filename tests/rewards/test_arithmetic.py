@@ -44,3 +44,16 @@ def test_every_reference_solution_is_correct_and_a_shuffle_is_not() -> None:
 def test_a_list_of_choices_before_the_expression_is_skipped(response: str, expected: bool) -> None:
     assert worked_solution_correct("87;35;34;21:36-31+29=", response, "34") is expected
     assert worked_solution_correct("36-31+29=", response, "34") is expected
+
+
+def test_response_features_are_what_the_tasks_options_make_visible() -> None:
+    from laser.rewards.arithmetic import response_features
+
+    honest = "12+35=47, 47-7=40; -7+35=28; 40-12=28, 28-28=0 #### 40"
+    wrong_check = "12+35=47, 47-7=40; -7+35=29; 40-12=28, 28-29=-1 #### 40"
+    prompts = ["12+35-7=", "12+35-7="]
+    features = response_features(prompts, [honest, wrong_check], check="split", choices=0)
+    assert features == {"check_agrees": [True, False], "check_honest": [True, False]}
+    listed = response_features(["40;-13;61;7:12+35-7="] * 2, ["... #### 40", "... #### 41"], "none", 4)
+    assert listed == {"answer_listed": [True, False]}
+    assert response_features(prompts, [honest, honest], check="none", choices=0) == {}
