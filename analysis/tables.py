@@ -28,16 +28,18 @@ import yaml
 
 from analysis.baseline_tables import baselines_checks, baselines_table
 from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, read_evals, render_eval
+from laser import metric_names as names
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "results" / "runs"
 OUT = ROOT / "docs" / "results"
 README = ROOT / "README.md"
 RUN_FILES = ("summary.json", "run_info.json", "config.yaml", "metrics.csv", "voting.csv")
-Z_INSIDE = "train/self_reward/z_logp_in_response"
-GAP = "train/rollout_logp_gap/max"  # sampler's against the training pass's log-probs, per token
-STEP_TIME = "train/timing_s/step"  # seconds per training step, logged every log_every_n_steps
-SAMPLES_DRAWN = "train/rollout/samples_drawn"  # responses generated per step (dynamic sampling)
+Z_INSIDE = names.train(names.Z_LOGP_IN_RESPONSE)
+GAP = names.train(names.ROLLOUT_LOGP_GAP_MAX)  # sampler's against the training pass's log-probs, per token
+STEP_TIME = names.train(names.timing("step"))  # seconds per training step, logged every log_every_n_steps
+SAMPLES_DRAWN = names.train(names.SAMPLES_DRAWN)  # responses generated per step (dynamic sampling)
+ACCURACY, GREEDY = names.val(names.ACCURACY), names.val(names.ACCURACY_GREEDY)
 ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
 nan = float("nan")
 
@@ -64,8 +66,8 @@ def read_run(run_dir: Path) -> dict:
     metrics = pd.read_csv(run_dir / "metrics.csv")
     k = cfg["final_eval"]["samples"]
     fixed_samples = cfg["data"]["batch_size"] * cfg["algo"]["group_size"]  # without dynamic sampling
-    z_max = metrics.get(f"{Z_INSIDE}/max", pd.Series(dtype=float)).dropna()
-    z_median = metrics.get(f"{Z_INSIDE}/median", pd.Series(dtype=float)).dropna()
+    z_max = metrics.get(names.stat(Z_INSIDE, names.MAX), pd.Series(dtype=float)).dropna()
+    z_median = metrics.get(names.stat(Z_INSIDE, names.MEDIAN), pd.Series(dtype=float)).dropna()
     return {
         "id": run_dir.name,
         "algo": cfg["algo"]["name"],
@@ -75,14 +77,14 @@ def read_run(run_dir: Path) -> dict:
         "threads": info.get("torch_threads"),
         "commit": info.get("git", {}).get("commit", "")[:7],
         "k": k,
-        "base": _first(metrics["val/accuracy"]),
-        "final": _last(metrics["val/accuracy"]),
-        "last3": summary.get("summary/accuracy", float("nan")),
-        "greedy": _last(metrics.get("val/accuracy_greedy", pd.Series(dtype=float))),
-        "f1": summary.get("summary/self_verify/f1", float("nan")),
-        "auroc": summary.get("summary/self_verify/auroc", float("nan")),
-        "within": summary.get("final/self_verify/auroc_within", float("nan")),
-        **{m: summary.get(f"final/{m}@{k}", float("nan")) for m in VOTES},
+        "base": _first(metrics[ACCURACY]),
+        "final": _last(metrics[ACCURACY]),
+        "last3": summary.get(names.summary(names.ACCURACY), nan),
+        "greedy": _last(metrics.get(GREEDY, pd.Series(dtype=float))),
+        "f1": summary.get(names.summary(names.SELF_VERIFY_F1), nan),
+        "auroc": summary.get(names.summary(names.SELF_VERIFY_AUROC), nan),
+        "within": summary.get(names.final(names.AUROC_WITHIN), nan),
+        **{m: summary.get(names.final_vote(m, k), nan) for m in VOTES},
         "gap_max": float(metrics.get(GAP, pd.Series([nan])).max()),
         "step_s": float(metrics.get(STEP_TIME, pd.Series([nan])).mean()),
         "samples_per_step": float(metrics.get(SAMPLES_DRAWN, pd.Series([fixed_samples])).mean()),

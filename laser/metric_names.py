@@ -125,3 +125,23 @@ SAMPLES_TABLE = "samples"  # the completions table (W&B)
 def timing(stage: str) -> str:
     """`timing_s/{stage}`, the seconds a stage of the training step took."""
     return f"{TIMING}/{stage}"
+
+
+# the end-of-run voting evaluation's numbers in summary.json (`laser.eval.final`)
+FINAL = "final"
+AUROC_WITHIN = "self_verify/auroc_within"  # within each prompt's samples
+
+
+def final(name: str) -> str:
+    """`final/{name}`: a number of the end-of-run evaluation."""
+    return f"{FINAL}/{name}"
+
+
+def final_vote(method: str, k: int) -> str:
+    """`final/{method}@{k}`: a voting rule's accuracy at k samples in the end-of-run evaluation."""
+    return f"{FINAL}/{method}@{k}"
+
+
+def summary(name: str) -> str:
+    """`summary/{name}`: the mean over the run's last evaluations (summary.json)."""
+    return f"{SUMMARY}/{name}"

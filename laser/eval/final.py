@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from laser import metric_names as names
 from laser.configs import RunConfig
 from laser.eval.report import powers_of_two, scaling_table, self_verification, summarise_scaling
 from laser.eval.samples import sample_scored
@@ -40,8 +41,8 @@ def final_voting_eval(cfg: DictConfig, module: LaserModule, datamodule, out: Pat
     verify = self_verification(samples, module.sr.threshold)
     # a run's metrics are floats: NaN where not applicable
     values = {m: verify[f"self_verify/{m}"] for m in RANKING_METRICS}
-    ranking = {f"final/self_verify/{m}": math.nan if v is None else v for m, v in values.items()}
-    return {f"final/{method}@{k}": float(summary.loc[method, k]) for method in summary.index} | ranking
+    ranking = {names.final(f"self_verify/{m}"): math.nan if v is None else v for m, v in values.items()}
+    return {names.final_vote(method, k): float(summary.loc[method, k]) for method in summary.index} | ranking
 
 
 def write_summary(out: Path, metrics: dict[str, float]) -> None:
@@ -68,17 +69,18 @@ def print_summary(run: RunConfig, metrics: dict[str, float], out: Path, export: 
 
 
 def voting_lines(metrics: dict[str, float]) -> list[str]:
-    found = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("final/") and "@" in k}
+    prefix = names.final("")
+    found = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith(prefix) and "@" in k}
     if not found:
         return []
     order = ["pass@1", "majority", "weighted_majority", "best_of_k", "pass@k"]
-    names = [m for m in order if any(k.startswith(m + "@") for k in found)]
+    methods = [m for m in order if any(k.startswith(m + "@") for k in found)]
     k = next(iter(found)).split("@")[-1]
     pooled, within, difficulty = (
-        metrics.get(f"final/self_verify/{m}", float("nan")) for m in RANKING_METRICS
+        metrics.get(names.final(f"self_verify/{m}"), float("nan")) for m in RANKING_METRICS
     )
     return [
-        f"held-out voting at k={k}: " + ", ".join(f"{m} {found[f'{m}@{k}']:.4f}" for m in names),
+        f"held-out voting at k={k}: " + ", ".join(f"{m} {found[f'{m}@{k}']:.4f}" for m in methods),
         f"self-reward AUROC on those samples: pooled {pooled:.4f}, within each prompt {within:.4f} "
         f"(knowing only each prompt's difficulty gives >= {difficulty:.4f} pooled, 0.5 within)",
     ]
