@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import statistics
 
+from analysis.formatting import markdown
+
 BASELINES = {"grpo": "laser", "dr_grpo": "dr_grpo_laser", "dapo": "dapo_laser", "gspo": "gspo_laser"}
 NAMES = {"grpo": "GRPO", "dr_grpo": "Dr. GRPO", "dapo": "DAPO", "gspo": "GSPO"}
 ACCURACY_BAR = -2.0  # points: a LaSeR arm's accuracy against its own baseline's (mean over seeds)
@@ -51,11 +53,6 @@ def _fmt_mean_sd(values: list[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {sd}"
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def _arms_in_order(runs: list[dict]) -> list[tuple[str, list[dict]]]:
     by = _by_algo(runs)
     order = [a for base, laser in BASELINES.items() for a in (base, laser)]
@@ -79,7 +76,7 @@ def baselines_table(runs: list[dict]) -> str:
              _fmt_mean_sd([g for g in gains if g == g], 1), _mean_sd(group, "step_s", digits=2),
              _mean_sd(group, "samples_per_step", digits=1)]
         )  # fmt: skip
-    return _markdown(header, rows)
+    return markdown(header, rows)
 
 
 def baselines_checks(runs: list[dict]) -> str:
@@ -104,4 +101,4 @@ def baselines_checks(runs: list[dict]) -> str:
             rows.append(
                 [f"{arm_name(laser)}: {name}, last 3", f"{value:.4f}", f"≥ {bar:.4f} (LaSeR)", verdict]
             )
-    return _markdown(["check (mean over seeds)", "value", "bar", ""], rows)
+    return markdown(["check (mean over seeds)", "value", "bar", ""], rows)

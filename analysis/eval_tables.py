@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from analysis.formatting import fmt, markdown
+
 ROOT = Path(__file__).resolve().parent.parent
 EVALS = ROOT / "docs" / "results" / "evals"
 EVAL_FILES = (
@@ -105,15 +107,6 @@ def collect_eval(source: Path, dest: str) -> None:
 # --------------------------------------------------------------------------- formatting
 
 
-def _fmt(x: float, digits: int = 4) -> str:
-    return "–" if x != x else f"{x:.{digits}f}"
-
-
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def _held_out(evals: list[Evaluation]) -> list[Evaluation]:
     return [e for e in evals if e.held_out]
 
@@ -126,19 +119,19 @@ def methods_table(evals: list[Evaluation]) -> str:
     rows, k = [], max((ev.k for ev in evals), default=0)
     for ev in _held_out(evals):
         rows.append(
-            [ev.label, "majority (no confidence)", "–", "–", "–", _fmt(ev.accuracy("majority", "majority"))]
+            [ev.label, "majority (no confidence)", "–", "–", "–", fmt(ev.accuracy("majority", "majority"))]
             + ["–"] * 4
         )
         for method, row in ev.confidence.iterrows():
             votes = [ev.accuracy(method, rule) for rule in ("weighted_majority", "best_of_k", *FILTERS)]
             rows.append(
-                [ev.label, f"`{method}`", _fmt(row["auroc/pooled"]), _fmt(row["auroc/within"]),
-                 _fmt(row["ece/calibrated"]), *map(_fmt, votes),
-                 _fmt(row["cost/extra_ms_per_sample"], 3)]
+                [ev.label, f"`{method}`", fmt(row["auroc/pooled"]), fmt(row["auroc/within"]),
+                 fmt(row["ece/calibrated"]), *map(fmt, votes),
+                 fmt(row["cost/extra_ms_per_sample"], 3)]
             )  # fmt: skip
     header = ["policy", "method", "AUROC pooled", "AUROC within", "ECE (calibrated)", f"weighted@{k}",
               f"best-of-{k}", "filtered top 10%", "filtered top 90%", "extra ms/sample"]  # fmt: skip
-    return _markdown(header, rows)
+    return markdown(header, rows)
 
 
 def estimates_table(evals: list[Evaluation]) -> str:
@@ -149,11 +142,11 @@ def estimates_table(evals: list[Evaluation]) -> str:
         for r in est.itertuples():
             rows.append(
                 [ev.label, f"`{r.method}`", r.calibration,
-                 f"{_fmt(r.predicted)} [{_fmt(r.predicted_low)}, {_fmt(r.predicted_high)}]",
-                 f"{_fmt(r.true)} [{_fmt(r.true_low)}, {_fmt(r.true_high)}]", f"{100 * r.error:+.1f}"]
+                 f"{fmt(r.predicted)} [{fmt(r.predicted_low)}, {fmt(r.predicted_high)}]",
+                 f"{fmt(r.true)} [{fmt(r.true_low)}, {fmt(r.true_high)}]", f"{100 * r.error:+.1f}"]
             )  # fmt: skip
     header = ["policy", "method", "calibration", "predicted pass@1 [95%]", "true [95%]", "error (pts)"]
-    return _markdown(header, rows)
+    return markdown(header, rows)
 
 
 def adaptive_reach(ev: Evaluation, method: str) -> tuple[float, float, float]:
@@ -173,7 +166,7 @@ def adaptive_table(evals: list[Evaluation]) -> str:
         for method in ev.confidence.index:
             target, fewest, best = adaptive_reach(ev, method)
             share = "not reached" if fewest != fewest else f"{fewest:.2f} ({100 * fewest / ev.k:.0f}%)"
-            rows.append([ev.label, f"`{method}`", _fmt(target), share, _fmt(best)])
+            rows.append([ev.label, f"`{method}`", fmt(target), share, fmt(best)])
     header = [
         "policy",
         "method",
@@ -181,7 +174,7 @@ def adaptive_table(evals: list[Evaluation]) -> str:
         f"mean samples within {ADAPTIVE_SLACK} pt of it",
         "best adaptive",
     ]
-    return _markdown(header, rows)
+    return markdown(header, rows)
 
 
 def _verdict(met: bool) -> str:
@@ -201,7 +194,7 @@ def losses(ev: Evaluation) -> list[str]:
         best = max(others, key=others.get)
         gap = others[best] - value(TRAINED)
         if gap > 0:
-            out.append(f"{ev.label}: `{best}` beats `{TRAINED}` on {name} by {_fmt(gap)}")
+            out.append(f"{ev.label}: `{best}` beats `{TRAINED}` on {name} by {fmt(gap)}")
     return out
 
 
@@ -222,7 +215,7 @@ def checks_table(evals: list[Evaluation]) -> str:
                      f"≤ {100 * ADAPTIVE_SHARE:.0f}%", _verdict(share <= ADAPTIVE_SHARE)])  # fmt: skip
     lost = [line for ev in _held_out(evals) for line in losses(ev)]
     rows += [[line, "", "", "LaSeR loses"] for line in lost] or [["LaSeR's score loses nowhere", "", "", ""]]
-    return _markdown(["check", "value", "bar", ""], rows)
+    return markdown(["check", "value", "bar", ""], rows)
 
 
 def portable(override: str) -> str:

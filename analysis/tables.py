@@ -28,6 +28,7 @@ import yaml
 
 from analysis.baseline_tables import baselines_checks, baselines_table
 from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, read_evals, render_eval
+from analysis.formatting import fmt, markdown
 from laser import metric_names as names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,10 +126,6 @@ def multirun_command(runs: list[dict]) -> str:
 # --------------------------------------------------------------------------- formatting
 
 
-def fmt(x: float) -> str:
-    return "–" if x != x else f"{x:.4f}"
-
-
 def mean_sd(values: list[float]) -> str:
     """`mean ± sd` (sample standard deviation) of the finite values."""
     finite = [v for v in values if v == v]
@@ -141,11 +138,6 @@ def mean_sd(values: list[float]) -> str:
 def points(a: float, b: float) -> float:
     """a − b in points (percent)."""
     return 100 * (a - b)
-
-
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def arms(runs: list[dict]) -> dict[str, list[dict]]:
