@@ -1,7 +1,9 @@
 """The RLVR baselines' tables: each baseline without and with LaSeR on top, mean ± sd over seeds.
 
-Rows come from run files like the other tables (`analysis.tables`): the default runs give GRPO and
-LaSeR-on-GRPO, `+experiment=baselines` runs give Dr. GRPO, DAPO and GSPO with and without LaSeR.
+Rows come from run files like the other tables (`analysis.tables`): `+experiment=baselines` runs
+give the eight arms (GRPO, Dr. GRPO, DAPO and GSPO, each without and with LaSeR); the default runs
+(README's table) give the bar LaSeR's verification is held to; the showcase's DAPO runs give DAPO
+with LaSeR with and without the dropped groups kept for the MSE.
 """
 
 from __future__ import annotations
@@ -45,12 +47,17 @@ def _mean_sd(group: list[dict], key: str, digits: int = 4) -> str:
     return _fmt_mean_sd(_values(group, key), digits)
 
 
-def _fmt_mean_sd(values: list[float], digits: int) -> str:
-    """`mean ± sd` (sample sd) of the values, `–` for none."""
+def _fmt_mean_sd(values: list[float], digits: int, signed: bool = False) -> str:
+    """`mean ± sd` (sample sd) of the values, `–` for none; `signed` shows a gain's + sign."""
     if not values:
         return "–"
     sd = f"{statistics.stdev(values):.{digits}f}" if len(values) > 1 else "–"
-    return f"{statistics.mean(values):.{digits}f} ± {sd}"
+    return f"{statistics.mean(values):{'+' if signed else ''}.{digits}f} ± {sd}"
+
+
+def _gain(group: list[dict], key: str, over: str) -> str:
+    """`key` − `over` in points, mean ± sd over the runs."""
+    return _fmt_mean_sd([100 * (r[key] - r[over]) for r in group if r[key] == r[key]], 1, signed=True)
 
 
 def _arms_in_order(runs: list[dict]) -> list[tuple[str, list[dict]]]:
@@ -68,22 +75,21 @@ def baselines_table(runs: list[dict]) -> str:
     ]  # fmt: skip
     rows = []
     for algo, group in _arms_in_order(runs):
-        gains = [100 * (r["weighted_majority"] - r["majority"]) for r in group]
         seeds = ", ".join(str(r["seed"]) for r in group)
         rows.append(
             [f"{arm_name(algo)} ({seeds})", _mean_sd(group, "last3"), _mean_sd(group, "greedy"),
              _mean_sd(group, "f1"), _mean_sd(group, "auroc"), _mean_sd(group, "within"),
-             _fmt_mean_sd([g for g in gains if g == g], 1), _mean_sd(group, "step_s", digits=2),
+             _gain(group, "weighted_majority", "majority"), _mean_sd(group, "step_s", digits=2),
              _mean_sd(group, "samples_per_step", digits=1)]
         )  # fmt: skip
     return markdown(header, rows)
 
 
-def baselines_checks(runs: list[dict]) -> str:
-    """Each LaSeR arm against its own baseline's accuracy, and its verification against LaSeR on
-    GRPO's (the default LaSeR), on the means over seeds."""
-    by = _by_algo(runs)
-    reference = by.get("laser", [])
+def baselines_checks(runs: list[dict], reference: str = "default") -> str:
+    """Each LaSeR arm against its own baseline's accuracy, and its verification against the default
+    LaSeR's (the LaSeR runs of the `reference` folder), on the means over seeds."""
+    bar_runs = [r for r in runs if r.get("folder") == reference and r["algo"] == "laser"]
+    by = _by_algo([r for r in runs if r.get("folder") != reference])
     rows = []
     for base, laser in BASELINES.items():
         if base not in by or laser not in by:
@@ -93,12 +99,39 @@ def baselines_checks(runs: list[dict]) -> str:
         met = gap >= ACCURACY_BAR
         rows.append([f"{arm_name(laser)} − {NAMES[base]}: accuracy, last 3", f"{gap:+.1f} pts",
                      f"≥ {ACCURACY_BAR:+.0f} pts", "met" if met else "**missed**"])  # fmt: skip
-        if laser == "laser":
-            continue
         for key, name in (("f1", "F1"), ("auroc", "pooled AUROC")):
-            value, bar = _mean(by[laser], key), _mean(reference, key)
+            value, bar = _mean(by[laser], key), _mean(bar_runs, key)
             verdict = "met" if value >= bar else "**missed**"
-            rows.append(
-                [f"{arm_name(laser)}: {name}, last 3", f"{value:.4f}", f"≥ {bar:.4f} (LaSeR)", verdict]
-            )
+            label = f"{arm_name(laser)}: {name}, last 3"
+            rows.append([label, f"{value:.4f}", f"≥ {bar:.4f} (default LaSeR)", verdict])
     return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
+
+
+def _dapo_arm(run: dict) -> str:
+    if run["algo"] == "dapo_laser" and run["keep_for_mse"]:
+        return "DAPO + LaSeR, dropped groups kept for the MSE"
+    return arm_name(run["algo"])
+
+
+def dynamic_sampling_table(runs: list[dict]) -> str:
+    """DAPO without and with LaSeR, the groups dynamic sampling drops kept for the MSE or not: the
+    within-prompt ranking and the voting gains it gives."""
+    k = runs[0]["k"]
+    header = [
+        "arm (seeds)", "accuracy T=1, last 3", "F1, last 3", "AUROC, last 3", "within-prompt AUROC",
+        f"weighted@{k} − majority@{k} (pts)", f"best-of-{k} − pass@1 (pts)", "samples / step",
+        "dropped share of drawn groups", "s / step",
+    ]  # fmt: skip
+    groups: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: (r["keep_for_mse"], r["algo"] != "dapo", r["seed"])):
+        groups.setdefault(_dapo_arm(run), []).append(run)
+    rows = []
+    for arm, group in groups.items():
+        rows.append(
+            [f"{arm} ({', '.join(str(r['seed']) for r in group)})", _mean_sd(group, "last3"),
+             _mean_sd(group, "f1"), _mean_sd(group, "auroc"), _mean_sd(group, "within"),
+             _gain(group, "weighted_majority", "majority"), _gain(group, "best_of_k", "pass@1"),
+             _mean_sd(group, "samples_per_step", 1),
+             _mean_sd(group, "dropped_frac", 2), _mean_sd(group, "step_s", 2)]
+        )  # fmt: skip
+    return markdown(header, rows)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from analysis.baseline_tables import baselines_checks, baselines_table
+from analysis.baseline_tables import baselines_checks, baselines_table, dynamic_sampling_table
 from analysis.eval_tables import EVAL_TABLES, EVALS, collect_eval, read_evals, render_eval
 from analysis.formatting import fmt, markdown
 from laser import metric_names as names
@@ -40,6 +40,7 @@ Z_INSIDE = names.train(names.Z_LOGP_IN_RESPONSE)
 GAP = names.train(names.ROLLOUT_LOGP_GAP_MAX)  # sampler's against the training pass's log-probs, per token
 STEP_TIME = names.train(names.timing("step"))  # seconds per training step, logged every log_every_n_steps
 SAMPLES_DRAWN = names.train(names.SAMPLES_DRAWN)  # responses generated per step (dynamic sampling)
+DROPPED = names.train(names.DROPPED_FRAC)  # share of drawn groups dynamic sampling dropped
 ACCURACY, GREEDY = names.val(names.ACCURACY), names.val(names.ACCURACY_GREEDY)
 ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
 nan = float("nan")
@@ -89,6 +90,8 @@ def read_run(run_dir: Path) -> dict:
         "gap_max": float(metrics.get(GAP, pd.Series([nan])).max()),
         "step_s": float(metrics.get(STEP_TIME, pd.Series([nan])).mean()),
         "samples_per_step": float(metrics.get(SAMPLES_DRAWN, pd.Series([fixed_samples])).mean()),
+        "dropped_frac": float(metrics.get(DROPPED, pd.Series([0.0])).mean()),
+        "keep_for_mse": bool(cfg["algo"].get("dynamic_sampling", {}).get("keep_for_mse", False)),
         # the largest log pi(z) of a step's batch, averaged over its first and last 10 logged steps
         # (a max over more samples would be larger by itself)
         "z_max_first": float(z_max.iloc[:10].mean()) if len(z_max) else nan,
@@ -106,7 +109,7 @@ def read_runs(name: str) -> list[dict]:
     dirs = sorted(d for d in folder.iterdir() if (d / "summary.json").exists()) if folder.is_dir() else []
     if not dirs:
         raise FileNotFoundError(f"no runs under {folder}: copy a sweep there with `collect`")
-    return [read_run(d) for d in dirs]
+    return [read_run(d) | {"folder": name} for d in dirs]
 
 
 def multirun_command(runs: list[dict]) -> str:
@@ -301,8 +304,9 @@ TABLES = (
     Table("showcase_runs", "showcase", runs_table),
     Table("default_checks", "default", default_checks),
     Table("showcase_bars", "showcase", showcase_bars),
-    Table("baselines", ("default", "baselines"), baselines_table),
+    Table("baselines", "baselines", baselines_table, readme=True),
     Table("baselines_checks", ("default", "baselines"), baselines_checks),
+    Table("showcase_dynamic_sampling", "showcase_dynamic_sampling", dynamic_sampling_table),
 )
 
 

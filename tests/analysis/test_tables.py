@@ -77,17 +77,38 @@ def test_readme_links_point_to_files_that_exist() -> None:
 def test_baselines_table_orders_each_baseline_before_laser_on_it_and_checks_each_pair() -> None:
     from analysis.baseline_tables import baselines_checks, baselines_table
 
-    extra = {"step_s": 2.0, "samples_per_step": 64.0}
+    extra = {"step_s": 2.0, "samples_per_step": 64.0, "folder": "baselines"}
     runs = [run("dapo_laser", 0, last3=0.60, f1=0.70, auroc=0.80, **extra),
-            run("dapo", 0, last3=0.63, **extra), run("laser", 0, f1=0.65, auroc=0.75, **extra),
+            run("dapo", 0, last3=0.63, **extra), run("laser", 0, f1=0.60, auroc=0.70, **extra),
             run("grpo", 0, last3=0.49, **extra)]  # fmt: skip
     rows = [line.split(" | ")[0] for line in baselines_table(runs).splitlines()[2:]]
     assert rows == ["| GRPO (0)", "| GRPO + LaSeR (0)", "| DAPO (0)", "| DAPO + LaSeR (0)"]
-    checks = baselines_checks(runs)
+    default = [run("laser", s, f1=f1, auroc=0.75, folder="default") for s, f1 in ((0, 0.64), (1, 0.66))]
+    checks = baselines_checks(runs + default)
     assert "| GRPO + LaSeR − GRPO: accuracy, last 3 | +1.0 pts | ≥ -2 pts | met |" in checks
     assert "| DAPO + LaSeR − DAPO: accuracy, last 3 | -3.0 pts | ≥ -2 pts | **missed** |" in checks
-    assert "| DAPO + LaSeR: F1, last 3 | 0.7000 | ≥ 0.6500 (LaSeR) | met |" in checks
+    # the bar is the default folder's LaSeR mean (0.65), not the sweep's own LaSeR arm (0.60)
+    assert "| DAPO + LaSeR: F1, last 3 | 0.7000 | ≥ 0.6500 (default LaSeR) | met |" in checks
+    assert "| GRPO + LaSeR: F1, last 3 | 0.6000 | ≥ 0.6500 (default LaSeR) | **missed** |" in checks
+    assert "| DAPO + LaSeR: pooled AUROC, last 3 | 0.8000 | ≥ 0.7500 (default LaSeR) | met |" in checks
     assert "| Dr. GRPO + LaSeR | – |  | no runs |" in checks
+
+
+def test_dynamic_sampling_table_tells_the_kept_groups_arm_apart() -> None:
+    from analysis.baseline_tables import dynamic_sampling_table
+
+    extra = {"step_s": 2.0, "dropped_frac": 0.25}
+    runs = [run("dapo_laser", 0, keep_for_mse=True, samples_per_step=90.0, **extra),
+            run("dapo_laser", 0, keep_for_mse=False, samples_per_step=80.0, **extra),
+            run("dapo", 0, keep_for_mse=False, weighted_majority=0.6, majority=0.5, best_of_k=0.4,
+                **{"pass@1": 0.5}, samples_per_step=70.0, **extra)]  # fmt: skip
+    rows = [line.split(" | ") for line in dynamic_sampling_table(runs).splitlines()[2:]]
+    assert [r[0] for r in rows] == [
+        "| DAPO (0)",
+        "| DAPO + LaSeR (0)",
+        "| DAPO + LaSeR, dropped groups kept for the MSE (0)",
+    ]
+    assert rows[0][5:8] == ["+10.0 ± –", "-10.0 ± –", "70.0 ± –"]  # points, one seed: no sd
 
 
 def test_the_footer_gives_one_command_per_sweep() -> None:
