@@ -109,7 +109,7 @@ def read_runs(name: str) -> list[dict]:
     dirs = sorted(d for d in folder.iterdir() if (d / "summary.json").exists()) if folder.is_dir() else []
     if not dirs:
         raise FileNotFoundError(f"no runs under {folder}: copy a sweep there with `collect`")
-    return [read_run(d) | {"folder": name} for d in dirs]
+    return [read_run(d) for d in dirs]
 
 
 def multirun_command(runs: list[dict]) -> str:
@@ -305,7 +305,7 @@ TABLES = (
     Table("default_checks", "default", default_checks),
     Table("showcase_bars", "showcase", showcase_bars),
     Table("baselines", "baselines", baselines_table, readme=True),
-    Table("baselines_checks", ("default", "baselines"), baselines_checks),
+    Table("baselines_checks", "baselines", baselines_checks),
     Table("showcase_dynamic_sampling", "showcase_dynamic_sampling", dynamic_sampling_table),
 )
 
