@@ -98,7 +98,8 @@ def baselines_checks(runs: list[dict]) -> str:
             continue
         gap = 100 * (_mean(by[laser], "last3") - _mean(by[base], "last3"))
         met = gap >= ACCURACY_BAR
-        rows.append([f"{arm_name(laser)} − {NAMES[base]}: accuracy, last 3", f"{gap:+.1f} pts",
+        rows.append([f"{arm_name(laser)} − {NAMES[base]}: accuracy, last 3",
+                     f"{gap:+.1f} pts{_per_seed(by[laser], by[base], 'last3')}",
                      f"≥ {ACCURACY_BAR:+.0f} pts", "met" if met else "**missed**"])  # fmt: skip
         if laser == "laser":
             continue
@@ -108,6 +109,13 @@ def baselines_checks(runs: list[dict]) -> str:
             label = f"{arm_name(laser)}: {name}, last 3"
             rows.append([label, f"{value:.4f}", f"≥ {bar:.4f} (GRPO + LaSeR)", verdict])
     return markdown(["check (mean over seeds)", "value", "bar", ""], rows)
+
+
+def _per_seed(runs: list[dict], baseline: list[dict], key: str) -> str:
+    """The difference on each seed both arms ran (seeds share their warm-up across arms)."""
+    base = {r["seed"]: r[key] for r in baseline}
+    diffs = [f"{100 * (r[key] - base[r['seed']]):+.1f}" for r in runs if r["seed"] in base]
+    return f" (per seed: {', '.join(diffs)})" if len(diffs) > 1 else ""
 
 
 def _dapo_arm(run: dict) -> str:

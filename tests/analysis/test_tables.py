@@ -91,6 +91,9 @@ def test_baselines_table_orders_each_baseline_before_laser_on_it_and_checks_each
     assert "| DAPO + LaSeR: pooled AUROC, last 3 | 0.8000 | ≥ 0.7000 (GRPO + LaSeR) | met |" in checks
     assert "GRPO + LaSeR: F1" not in checks
     assert "| Dr. GRPO + LaSeR | – |  | no runs |" in checks
+    two_seeds = [*runs, run("dapo_laser", 1, last3=0.7), run("dapo", 1, last3=0.6)]
+    row = "| DAPO + LaSeR − DAPO: accuracy, last 3 | +3.5 pts (per seed: -3.0, +10.0) | ≥ -2 pts | met |"
+    assert row in baselines_checks(two_seeds)
 
 
 def test_dynamic_sampling_table_tells_the_kept_groups_arm_apart() -> None:
