@@ -18,13 +18,27 @@ ACCURACY_BAR = -2.0  # points: a LaSeR arm's accuracy against its own baseline's
 nan = float("nan")
 
 
+def variant_of(algo: str) -> str | None:
+    """The LaSeR preset an arm named `<preset>_<tag>` varies (`algo.name=dr_grpo_laser_alpha0.125`
+    on the command line), None for a preset's own name or another name."""
+    presets = [laser for laser in BASELINES.values() if algo.startswith(f"{laser}_")]
+    return max(presets, key=len, default=None)
+
+
 def arm_name(algo: str) -> str:
     for base, with_laser in BASELINES.items():
         if algo == base:
             return NAMES[base]
         if algo == with_laser:
             return f"{NAMES[base]} + LaSeR"
-    return algo
+    preset = variant_of(algo)
+    return f"{arm_name(preset)}, {algo[len(preset) + 1 :]}" if preset else algo
+
+
+def _pairs(by: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """(baseline, arm with LaSeR) in table order: each preset, then its variants by name."""
+    return [(base, arm) for base, laser in BASELINES.items()
+            for arm in [laser, *sorted(a for a in by if variant_of(a) == laser)]]  # fmt: skip
 
 
 def _by_algo(runs: list[dict]) -> dict[str, list[dict]]:
@@ -62,7 +76,7 @@ def _gain(group: list[dict], key: str, over: str) -> str:
 
 def _arms_in_order(runs: list[dict]) -> list[tuple[str, list[dict]]]:
     by = _by_algo(runs)
-    order = [a for base, laser in BASELINES.items() for a in (base, laser)]
+    order = list(dict.fromkeys(a for pair in _pairs(by) for a in pair))
     return [(a, by[a]) for a in order if a in by] + [(a, g) for a, g in by.items() if a not in order]
 
 
@@ -71,7 +85,8 @@ def baselines_table(runs: list[dict]) -> str:
     k = runs[0]["k"]
     header = [
         "arm (seeds)", "accuracy T=1, last 3", "greedy, final", "F1, last 3", "AUROC, last 3",
-        "within-prompt AUROC", f"weighted@{k} − majority@{k} (pts)", "s / step", "samples / step",
+        "within-prompt AUROC", f"weighted@{k} − majority@{k} (pts)", "gradient norm, median",
+        "s / step", "samples / step",
     ]  # fmt: skip
     rows = []
     for algo, group in _arms_in_order(runs):
@@ -79,7 +94,8 @@ def baselines_table(runs: list[dict]) -> str:
         rows.append(
             [f"{arm_name(algo)} ({seeds})", _mean_sd(group, "last3"), _mean_sd(group, "greedy"),
              _mean_sd(group, "f1"), _mean_sd(group, "auroc"), _mean_sd(group, "within"),
-             _gain(group, "weighted_majority", "majority"), _mean_sd(group, "step_s", digits=2),
+             _gain(group, "weighted_majority", "majority"), _mean_sd(group, "grad_norm", digits=2),
+             _mean_sd(group, "step_s", digits=2),
              _mean_sd(group, "samples_per_step", digits=1)]
         )  # fmt: skip
     return markdown(header, rows)
@@ -92,7 +108,7 @@ def baselines_checks(runs: list[dict]) -> str:
     by = _by_algo(runs)
     reference = by.get("laser", [])
     rows = []
-    for base, laser in BASELINES.items():
+    for base, laser in _pairs(by):
         if base not in by or laser not in by:
             rows.append([f"{arm_name(laser)}", "–", "", "no runs"])
             continue

@@ -41,6 +41,7 @@ GAP = names.train(names.ROLLOUT_LOGP_GAP_MAX)  # sampler's against the training 
 STEP_TIME = names.train(names.timing("step"))  # seconds per training step, logged every log_every_n_steps
 SAMPLES_DRAWN = names.train(names.SAMPLES_DRAWN)  # responses generated per step (dynamic sampling)
 DROPPED = names.train(names.DROPPED_FRAC)  # share of drawn groups dynamic sampling dropped
+GRAD_NORM = names.train(names.POLICY_GRAD_NORM)  # the policy's gradient norm before clipping
 ACCURACY, GREEDY = names.val(names.ACCURACY), names.val(names.ACCURACY_GREEDY)
 ARM_NAMES = {"grpo": "GRPO", "laser": "LaSeR"}
 nan = float("nan")
@@ -91,6 +92,7 @@ def read_run(run_dir: Path) -> dict:
         "step_s": float(metrics.get(STEP_TIME, pd.Series([nan])).mean()),
         "samples_per_step": float(metrics.get(SAMPLES_DRAWN, pd.Series([fixed_samples])).mean()),
         "dropped_frac": float(metrics.get(DROPPED, pd.Series([0.0])).mean()),
+        "grad_norm": float(metrics.get(GRAD_NORM, pd.Series([nan])).median()),
         "keep_for_mse": bool(cfg["algo"].get("dynamic_sampling", {}).get("keep_for_mse", False)),
         # the largest log pi(z) of a step's batch, averaged over its first and last 10 logged steps
         # (a max over more samples would be larger by itself)

@@ -77,7 +77,7 @@ def test_readme_links_point_to_files_that_exist() -> None:
 def test_baselines_table_orders_each_baseline_before_laser_on_it_and_checks_each_pair() -> None:
     from analysis.baseline_tables import baselines_checks, baselines_table
 
-    extra = {"step_s": 2.0, "samples_per_step": 64.0}
+    extra = {"step_s": 2.0, "samples_per_step": 64.0, "grad_norm": 1.0}
     runs = [run("dapo_laser", 0, last3=0.60, f1=0.70, auroc=0.80, **extra),
             run("dapo", 0, last3=0.63, **extra), run("laser", 0, f1=0.60, auroc=0.70, **extra),
             run("grpo", 0, last3=0.49, **extra)]  # fmt: skip
@@ -94,6 +94,23 @@ def test_baselines_table_orders_each_baseline_before_laser_on_it_and_checks_each
     two_seeds = [*runs, run("dapo_laser", 1, last3=0.7), run("dapo", 1, last3=0.6)]
     row = "| DAPO + LaSeR − DAPO: accuracy, last 3 | +3.5 pts (per seed: -3.0, +10.0) | ≥ -2 pts | met |"
     assert row in baselines_checks(two_seeds)
+
+
+def test_a_named_variant_of_a_laser_preset_is_its_own_arm_after_the_preset() -> None:
+    from analysis.baseline_tables import arm_name, baselines_checks, baselines_table
+
+    extra = {"step_s": 2.0, "samples_per_step": 64.0, "grad_norm": 1.0}
+    arms = (("dr_grpo_laser_alpha0.125", 0.71), ("dr_grpo", 0.72), ("dr_grpo_laser", 0.6), ("laser", 0.5))
+    runs = [run(a, 0, last3=acc, **extra) for a, acc in arms]
+    assert arm_name("dr_grpo_laser_alpha0.125") == "Dr. GRPO + LaSeR, alpha0.125"
+    assert arm_name("gspo_variant") == "gspo_variant"  # a baseline's variant is not LaSeR's
+    rows = [line.split(" | ")[0] for line in baselines_table(runs).splitlines()[2:]]
+    assert rows == ["| GRPO + LaSeR (0)", "| Dr. GRPO (0)", "| Dr. GRPO + LaSeR (0)",
+                    "| Dr. GRPO + LaSeR, alpha0.125 (0)"]  # fmt: skip
+    checks = baselines_checks(runs)
+    assert (
+        "| Dr. GRPO + LaSeR, alpha0.125 − Dr. GRPO: accuracy, last 3 | -1.0 pts | ≥ -2 pts | met |" in checks
+    )
 
 
 def test_dynamic_sampling_table_tells_the_kept_groups_arm_apart() -> None:
