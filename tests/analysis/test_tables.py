@@ -94,6 +94,9 @@ def test_baselines_table_orders_each_baseline_before_laser_on_it_and_checks_each
     two_seeds = [*runs, run("dapo_laser", 1, last3=0.7), run("dapo", 1, last3=0.6)]
     row = "| DAPO + LaSeR − DAPO: accuracy, last 3 | +3.5 pts (per seed: -3.0, +10.0) | ≥ -2 pts | met |"
     assert row in baselines_checks(two_seeds)
+    # a seed only the baseline ran does not enter the gap: (-3.0 + 10.0) / 2, not 0.65 - 0.70
+    unpaired = [*two_seeds, run("dapo", 2, last3=0.9)]
+    assert "| DAPO + LaSeR − DAPO: accuracy, last 3 | +3.5 pts" in baselines_checks(unpaired)
 
 
 def test_a_named_variant_of_a_laser_preset_is_its_own_arm_after_the_preset() -> None:
