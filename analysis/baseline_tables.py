@@ -74,6 +74,11 @@ def _gain(group: list[dict], key: str, over: str) -> str:
     return _fmt_mean_sd([100 * (r[key] - r[over]) for r in group if r[key] == r[key]], 1, signed=True)
 
 
+def _labelled(arm: str, group: list[dict]) -> str:
+    """An arm's row label with the seeds its runs used."""
+    return f"{arm} ({', '.join(str(r['seed']) for r in group)})"
+
+
 def _arms_in_order(runs: list[dict]) -> list[tuple[str, list[dict]]]:
     by = _by_algo(runs)
     order = list(dict.fromkeys(a for pair in _pairs(by) for a in pair))
@@ -90,9 +95,8 @@ def baselines_table(runs: list[dict]) -> str:
     ]  # fmt: skip
     rows = []
     for algo, group in _arms_in_order(runs):
-        seeds = ", ".join(str(r["seed"]) for r in group)
         rows.append(
-            [f"{arm_name(algo)} ({seeds})", _mean_sd(group, "last3"), _mean_sd(group, "greedy"),
+            [_labelled(arm_name(algo), group), _mean_sd(group, "last3"), _mean_sd(group, "greedy"),
              _mean_sd(group, "f1"), _mean_sd(group, "auroc"), _mean_sd(group, "within"),
              _gain(group, "weighted_majority", "majority"), _mean_sd(group, "grad_norm", digits=2),
              _mean_sd(group, "step_s", digits=2),
@@ -158,7 +162,7 @@ def dynamic_sampling_table(runs: list[dict]) -> str:
     rows = []
     for arm, group in groups.items():
         rows.append(
-            [f"{arm} ({', '.join(str(r['seed']) for r in group)})", _mean_sd(group, "last3"),
+            [_labelled(arm, group), _mean_sd(group, "last3"),
              _mean_sd(group, "f1"), _mean_sd(group, "auroc"), _mean_sd(group, "within"),
              _gain(group, "weighted_majority", "majority"), _gain(group, "best_of_k", "pass@1"),
              _mean_sd(group, "samples_per_step", 1),
